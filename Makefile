@@ -1,0 +1,28 @@
+# Two commands do all set-up on a fresh machine (Python 3.11, Go >= 1.25):
+#   make run   - the demo on the embedded default (local control plane + local Golem network)
+#   make test  - the whole test suite (lint, types, unit, integration, contract)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup run test lint crd bench clean
+
+setup:
+	bash scripts/setup.sh
+
+run: setup
+	source .env.tools && $(VENV)/bin/golem-operator demo
+
+test: setup
+	bash scripts/test.sh
+
+lint: setup
+	$(VENV)/bin/ruff check operator tests scripts
+	$(VENV)/bin/ruff format --check operator tests scripts
+	$(VENV)/bin/mypy
+
+crd: setup
+	$(VENV)/bin/golem-operator crd -o crds/golemservices.yaml
+
+bench: setup
+	source .env.tools && $(PY) scripts/bench_localnet.py

@@ -1,0 +1,507 @@
+"""GolemService spec: the one source of the API, from which crds/ is generated.
+
+Read by the handlers (``GolemServiceSpec.model_validate(body["spec"])``) and by ``api.crd``.
+Every field carries a description (``kubectl explain`` shows it); cross-field rules that a
+schema cannot say are CEL rules (``x-kubernetes-validations``) attached with ``cel()``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: GLM amounts travel as decimal strings (never floats): up to 18 decimals, like the token.
+GLM_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$"
+#: Durations as Kubernetes users write them: "90s", "15m", "2h", "1h30m".
+DURATION_PATTERN = r"^([0-9]{1,6}(h|m|s|ms))+$"
+
+GLMAmount = Annotated[str, StringConstraints(pattern=GLM_PATTERN, max_length=40)]
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
+ShortString = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+
+
+def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """JSON-schema extras carrying CEL rules: (rule, message[, fieldPath])."""
+    validations = []
+    for rule in rules:
+        entry = {"rule": rule[0], "message": rule[1]}
+        if len(rule) == 3:
+            entry["fieldPath"] = rule[2]
+        validations.append(entry)
+    return {"x-kubernetes-validations": validations}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'1h30m' -> timedelta(hours=1, minutes=30). The CRD pattern guarantees the shape."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"([0-9]+)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 15m, 2h, 1h30m)")
+    return timedelta(seconds=sum(int(n) * units[u] for n, u in parts))
+
+
+class _Model(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# --- payload ---------------------------------------------------------------------------------
+
+
+class Runtime(StrEnum):
+    VM = "vm"
+
+
+class Image(_Model):
+    """The VM image, named by exactly one of hash, tag or url."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "[has(self.hash), has(self.tag), has(self.url)].filter(x, x).size() == 1",
+                "exactly one of hash, tag or url must be set",
+            )
+        ),
+    )
+
+    hash: Annotated[str, StringConstraints(pattern=r"^(sha3:)?[0-9a-f]{56,64}$")] | None = Field(
+        None, description="SHA3 hash of the image (hex), as published by gvmkit-build."
+    )
+    tag: Annotated[str, StringConstraints(pattern=r"^[a-z0-9._/-]+:[A-Za-z0-9._-]+$")] | None = (
+        Field(None, description="Registry tag of the image, e.g. golem/alpine:latest.")
+    )
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None = (
+        Field(None, description="Direct download URL of the image (gvmkit-squash).")
+    )
+
+
+class Payload(_Model):
+    """What to rent: the runtime, the image and the minimum resources of the provider."""
+
+    runtime: Runtime = Field(Runtime.VM, description="ExeUnit runtime to request. Only vm.")
+    image: Image = Field(description="The VM image to run.")
+    min_mem_gib: float = Field(
+        0.5, alias="minMemGib", ge=0, le=4096, description="Minimum memory in GiB."
+    )
+    min_storage_gib: float = Field(
+        2.0, alias="minStorageGib", ge=0, le=1_000_000, description="Minimum storage in GiB."
+    )
+    min_cpu_threads: int = Field(
+        1, alias="minCpuThreads", ge=1, le=4096, description="Minimum CPU threads."
+    )
+    capabilities: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,63}$")]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="VM capabilities the provider must offer, e.g. vpn, inet, manifest-support.",
+    )
+    properties: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra demand properties, published as they are (e.g. golem.node.debug.x).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    constraints: list[Annotated[str, StringConstraints(pattern=r"^\(.*\)$", max_length=1024)]] = (
+        Field(
+            default_factory=list,
+            max_length=32,
+            description="Extra demand constraints in LDAP filter syntax, ANDed with the "
+            "generated ones, e.g. (golem.inf.cpu.architecture=x86_64).",
+        )
+    )
+
+
+# --- lifecycle scripts -----------------------------------------------------------------------
+
+
+class EnvVar(_Model):
+    """An environment variable of a run command."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)] = (
+        Field(description="Variable name.")
+    )
+    value: Annotated[str, StringConstraints(max_length=32768)] = Field(
+        "", description="Variable value."
+    )
+
+
+class RunCommand(_Model):
+    """Run a program inside the VM."""
+
+    entrypoint: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=4096)] = Field(
+        description="Absolute path of the program inside the VM, e.g. /golem/run/app.py."
+    )
+    args: list[Annotated[str, StringConstraints(max_length=32768)]] = Field(
+        default_factory=list, max_length=256, description="Arguments."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=128, description="Environment variables."
+    )
+
+
+class KeyRef(_Model):
+    """A key of a ConfigMap or Secret in the GolemService's own namespace."""
+
+    name: ShortString = Field(description="Name of the object (same namespace).")
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
+        description="Key inside the object."
+    )
+
+
+class UploadSource(_Model):
+    """Where uploaded content comes from: exactly one of inline, configMapKeyRef, secretKeyRef."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "[has(self.inline), has(self.configMapKeyRef), has(self.secretKeyRef)]"
+                ".filter(x, x).size() == 1",
+                "exactly one of inline, configMapKeyRef or secretKeyRef must be set",
+            )
+        ),
+    )
+
+    inline: Annotated[str, StringConstraints(max_length=262144)] | None = Field(
+        None, description="The content itself (UTF-8 text, at most 256 KiB)."
+    )
+    config_map_key_ref: KeyRef | None = Field(
+        None, alias="configMapKeyRef", description="Content from a ConfigMap key."
+    )
+    secret_key_ref: KeyRef | None = Field(
+        None, alias="secretKeyRef", description="Content from a Secret key."
+    )
+
+
+class UploadCommand(_Model):
+    """Send a file to the VM."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=4096)] = Field(
+        description="Absolute destination path inside the VM."
+    )
+    source: UploadSource = Field(
+        description="Where the content comes from. (Named `source` rather than `from`, "
+        "which is a keyword in most client languages.)"
+    )
+
+
+class DownloadCommand(_Model):
+    """Fetch a file from the VM into the instance's status."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=4096)] = Field(
+        description="Absolute path of the file inside the VM."
+    )
+    max_bytes: int = Field(
+        4096,
+        alias="maxBytes",
+        ge=1,
+        le=65536,
+        description="At most this many bytes are kept (in status.instances[].downloads).",
+    )
+
+
+class Empty(_Model):
+    """A command without parameters."""
+
+
+class Command(_Model):
+    """One step of a script: exactly one of deploy, start, run, upload, download, terminate."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "[has(self.deploy), has(self.start), has(self.run), has(self.upload),"
+                " has(self.download), has(self.terminate)].filter(x, x).size() == 1",
+                "a command must set exactly one of deploy, start, run, upload, download, terminate",
+            )
+        ),
+    )
+
+    deploy: Empty | None = Field(None, description="Deploy the image (first step of start).")
+    start: Empty | None = Field(None, description="Start the VM (after deploy).")
+    run: RunCommand | None = Field(None, description="Run a program inside the VM.")
+    upload: UploadCommand | None = Field(None, description="Send content to a file in the VM.")
+    download: DownloadCommand | None = Field(
+        None, description="Fetch a file's head from the VM into status."
+    )
+    terminate: Empty | None = Field(None, description="Terminate the VM.")
+
+    @property
+    def kind(self) -> str:
+        for name in ("deploy", "start", "run", "upload", "download", "terminate"):
+            if getattr(self, name) is not None:
+                return name
+        raise ValueError("empty command")
+
+
+DEPLOY = Command(deploy=Empty())
+START = Command(start=Empty())
+
+
+class Script(_Model):
+    """A list of commands sent as one batch, with a time limit."""
+
+    commands: list[Command] = Field(
+        default_factory=list, max_length=64, description="Commands, run in order."
+    )
+    timeout_seconds: int = Field(
+        300,
+        alias="timeoutSeconds",
+        ge=1,
+        le=86400,
+        description="The whole script must finish within this many seconds.",
+    )
+
+
+class StartScript(Script):
+    """Run once, after the activity is created. Success moves the instance to Running."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.commands) || !self.commands.exists(c, has(c.deploy)) || "
+                "has(self.commands[0].deploy)",
+                "deploy, when given, must be the first command",
+                ".commands",
+            )
+        ),
+    )
+
+    commands: list[Command] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Commands run after the implicit deploy and start, as the SDK's "
+        "start() does; a list that begins with deploy is taken as the whole script.",
+    )
+
+    def full_script(self) -> list[Command]:
+        """deploy + start + commands, unless the user wrote the deploy themselves."""
+        if self.commands and self.commands[0].deploy is not None:
+            return list(self.commands)
+        return [DEPLOY, START, *self.commands]
+
+
+class RunScript(Script):
+    """Repeated while the instance runs; also its health check."""
+
+    interval_seconds: int = Field(
+        10,
+        alias="intervalSeconds",
+        ge=1,
+        le=86400,
+        description="Seconds between the end of one run and the start of the next (> 0).",
+    )
+    failure_threshold: int = Field(
+        3,
+        alias="failureThreshold",
+        ge=1,
+        le=1000,
+        description="Consecutive failed runs (or unanswered activity polls) after which the "
+        "instance counts as failed and restartPolicy applies.",
+    )
+    timeout_seconds: int = Field(
+        60, alias="timeoutSeconds", ge=1, le=86400, description="Time limit of one run."
+    )
+
+
+class StopScript(Script):
+    """Run once when the instance stops (scale-down, deletion, expiration)."""
+
+    timeout_seconds: int = Field(
+        60,
+        alias="timeoutSeconds",
+        ge=1,
+        le=3600,
+        description="Time limit of the stop script; deletion waits at most this long per instance.",
+    )
+
+
+class Lifecycle(_Model):
+    """The scripts of the service model's active states: Starting, Running, Stopping."""
+
+    start: StartScript = Field(
+        default_factory=StartScript,
+        description="Starting: run once; default deploy + start.",
+        json_schema_extra={"default": {}},
+    )
+    run: RunScript = Field(
+        default_factory=RunScript,
+        description="Running: repeated every intervalSeconds; without commands only the "
+        "activity's state is checked.",
+        json_schema_extra={"default": {}},
+    )
+    stop: StopScript = Field(
+        default_factory=StopScript,
+        description="Stopping: run once before the agreement is terminated.",
+        json_schema_extra={"default": {}},
+    )
+
+
+# --- market and money ------------------------------------------------------------------------
+
+
+class PaymentPlatform(_Model):
+    """The payment platform: driver and network."""
+
+    driver: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")] = Field(
+        "erc20", description="Payment driver."
+    )
+    network: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")] = Field(
+        "holesky", description="Payment network (e.g. holesky for test GLM, polygon)."
+    )
+
+    @property
+    def token(self) -> str:
+        return "glm" if self.network in ("mainnet", "polygon") else "tglm"
+
+    @property
+    def platform(self) -> str:
+        """The platform name as the daemon spells it, e.g. erc20-holesky-tglm."""
+        return f"{self.driver}-{self.network}-{self.token}"
+
+
+class ProviderFilter(_Model):
+    """Which providers may be rented, by node id (0x…) or node name."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.allow) || !has(self.deny) || !self.allow.exists(p, p in self.deny)",
+                "a provider cannot be both allowed and denied",
+            )
+        ),
+    )
+
+    allow: list[ShortString] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="If not empty, only these providers are used.",
+    )
+    deny: list[ShortString] = Field(
+        default_factory=list, max_length=1000, description="These providers are never used."
+    )
+
+
+class Market(_Model):
+    """Where and at what price to rent."""
+
+    subnet_tag: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = Field(
+        "public", alias="subnetTag", description="Subnet of the Golem network to search."
+    )
+    payment: PaymentPlatform = Field(
+        default_factory=PaymentPlatform,
+        description="Payment platform.",
+        json_schema_extra={"default": {}},
+    )
+    max_start_price: GLMAmount | None = Field(
+        None, alias="maxStartPrice", description="Highest acceptable start price (GLM)."
+    )
+    max_cpu_per_hour: GLMAmount | None = Field(
+        None, alias="maxCpuPerHour", description="Highest acceptable price per CPU-hour (GLM)."
+    )
+    max_env_per_hour: GLMAmount | None = Field(
+        None,
+        alias="maxEnvPerHour",
+        description="Highest acceptable price per hour of the environment's life (GLM).",
+    )
+    providers: ProviderFilter = Field(
+        default_factory=ProviderFilter,
+        description="Provider allow and deny lists.",
+        json_schema_extra={"default": {}},
+    )
+    debit_note_interval_seconds: int = Field(
+        120,
+        alias="debitNoteIntervalSeconds",
+        ge=10,
+        le=3600,
+        description="Interval of debit notes (mid-agreement payments) asked of providers.",
+    )
+    payment_timeout_seconds: int = Field(
+        600,
+        alias="paymentTimeoutSeconds",
+        ge=60,
+        le=86400,
+        description="Seconds the operator has to pay an accepted debit note.",
+    )
+
+
+class GolemRef(_Model):
+    """A Secret holding the URL and app key of the Golem daemon to use."""
+
+    secret_name: ShortString = Field(
+        alias="secretName", description="Secret in the GolemService's namespace."
+    )
+    url_key: ShortString = Field("url", alias="urlKey", description="Key holding the URL.")
+    app_key_key: ShortString = Field(
+        "appKey", alias="appKeyKey", description="Key holding the app key."
+    )
+
+
+class RestartPolicy(StrEnum):
+    ALWAYS = "Always"
+    ON_FAILURE = "OnFailure"
+    NEVER = "Never"
+
+
+class GolemServiceSpec(_Model):
+    """Desired state of a GolemService: what to run on Golem, how, and how many."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.market) || !has(self.market.maxStartPrice) || "
+                "double(self.market.maxStartPrice) <= double(self.budget)",
+                "market.maxStartPrice cannot exceed budget",
+                ".market.maxStartPrice",
+            )
+        ),
+    )
+
+    replicas: int = Field(1, ge=0, le=10000, description="Number of instances to keep running.")
+    payload: Payload = Field(description="What to rent: runtime, image and minimum resources.")
+    lifecycle: Lifecycle = Field(
+        default_factory=Lifecycle,
+        description="Scripts of the Starting, Running and Stopping states.",
+        json_schema_extra={"default": {}},
+    )
+    respawn_unstarted_instances: bool = Field(
+        True,
+        alias="respawnUnstartedInstances",
+        description="Retry an instance that fails before Running on another provider; "
+        "false leaves it Terminated with the error.",
+    )
+    restart_policy: RestartPolicy = Field(
+        RestartPolicy.ALWAYS,
+        alias="restartPolicy",
+        description="What to do with an instance that fails after Running: Always and "
+        "OnFailure replace it on another provider, Never leaves it Terminated. "
+        "(Always also replaces instances whose agreement expired.)",
+    )
+    agreement_duration: Duration = Field(
+        "1h",
+        alias="agreementDuration",
+        description="How long each agreement lasts (e.g. 15m, 2h). Before it ends a "
+        "replacement is started and the old instance stopped, so the replica count holds. "
+        "(The SDK's `expiration`.)",
+    )
+    market: Market = Field(
+        default_factory=Market,
+        description="Subnet, payment platform, price caps and provider lists.",
+        json_schema_extra={"default": {}},
+    )
+    budget: GLMAmount = Field(
+        description="The most GLM this service may spend in all (a decimal string); no new "
+        "instance is started when it would exceed it.",
+    )
+    golem_ref: GolemRef | None = Field(
+        None,
+        alias="golemRef",
+        description="Golem daemon to use; absent means the operator's default.",
+    )
+
+    @property
+    def budget_glm(self) -> Decimal:
+        return Decimal(self.budget)

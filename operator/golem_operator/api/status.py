@@ -1,0 +1,154 @@
+"""GolemService status: what the operator observed, and its memory of what exists on Golem.
+
+Written only by the status writer (handlers) from transactions computed in ``core``. A
+restarted operator re-adopts the agreements and activities recorded here, so every Golem
+object the operator creates is recorded here before the operator relies on it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Status(BaseModel):
+    """Status models tolerate fields written by newer operators (rolling upgrades)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class InstanceState(StrEnum):
+    """The service model's states of one instance."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    TERMINATED = "Terminated"
+
+
+class Phase(StrEnum):
+    """The whole service's phase, for `kubectl get` (derived from the instances)."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    RUNNING = "Running"
+    DEGRADED = "Degraded"
+    STOPPED = "Stopped"
+    DELETING = "Deleting"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class Condition(_Status):
+    """A KEP-1623 condition."""
+
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.")
+    message: str = Field("", description="Human-readable details.")
+    observed_generation: int = Field(
+        0, alias="observedGeneration", description="Generation this condition was computed for."
+    )
+    last_transition_time: str = Field(
+        alias="lastTransitionTime", description="When the status last changed (RFC 3339)."
+    )
+
+
+class Provider(_Status):
+    """The provider an instance runs on."""
+
+    id: str = Field(description="Node id (0x…).")
+    name: str = Field("", description="Node name the provider advertises.")
+
+
+class RunResult(_Status):
+    """The latest result of a script (tails capped)."""
+
+    time: str = Field(description="When it finished (RFC 3339).")
+    success: bool = Field(description="Whether every command succeeded.")
+    stdout: str = Field("", description="Tail of standard output (capped).")
+    stderr: str = Field("", description="Tail of standard error (capped).")
+    message: str = Field("", description="Error message of the failing command, if any.")
+
+
+class Download(_Status):
+    """Head of a file fetched by a download command."""
+
+    path: str = Field(description="Path inside the VM.")
+    content: str = Field("", description="The first maxBytes bytes (UTF-8, replaced if binary).")
+    truncated: bool = Field(False, description="Whether the file was longer than maxBytes.")
+
+
+class Instance(_Status):
+    """One instance of the service and the Golem objects it holds."""
+
+    name: str = Field(description="Instance name, unique within the service.")
+    state: InstanceState = Field(description="Pending, Starting, Running, Stopping, Terminated.")
+    provider: Provider | None = Field(None, description="The rented provider.")
+    agreement_id: str | None = Field(None, alias="agreementId", description="Golem agreement.")
+    activity_id: str | None = Field(None, alias="activityId", description="Golem activity.")
+    started_at: str | None = Field(
+        None, alias="startedAt", description="When it became Running (RFC 3339)."
+    )
+    created_at: str | None = Field(
+        None, alias="createdAt", description="When the instance was created (RFC 3339)."
+    )
+    agreement_expires_at: str | None = Field(
+        None, alias="agreementExpiresAt", description="When its agreement ends (RFC 3339)."
+    )
+    last_transition_time: str | None = Field(
+        None, alias="lastTransitionTime", description="When the state last changed (RFC 3339)."
+    )
+    restarts: int = Field(0, description="How many times this replica was replaced.")
+    message: str = Field("", description="Why it is in this state (errors included).")
+    reason: str = Field("", description="CamelCase reason of the last transition.")
+    stopping_reason: str = Field(
+        "", alias="stoppingReason", description="Why it was asked to stop (ScaleDown, Deleted…)."
+    )
+    consecutive_failures: int = Field(
+        0, alias="consecutiveFailures", description="Failed runs in a row."
+    )
+    last_run: RunResult | None = Field(
+        None, alias="lastRun", description="Latest run-script result."
+    )
+    downloads: list[Download] = Field(
+        default_factory=list, description="Files fetched by download commands."
+    )
+    spent: str = Field("0", description="GLM accepted for this instance's agreement.")
+
+
+class GolemServiceStatus(_Status):
+    """Observed state of a GolemService."""
+
+    observed_generation: int = Field(
+        0, alias="observedGeneration", description="The spec generation last acted upon."
+    )
+    phase: Phase = Field(Phase.PENDING, description="Summary for kubectl get.")
+    replicas: int = Field(0, description="Instances that exist and are not stopping.")
+    ready_replicas: int = Field(0, alias="readyReplicas", description="Instances Running.")
+    selector: str = Field("", description="Label selector of the instances (scale subresource).")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing and Degraded."
+    )
+    instances: list[Instance] = Field(default_factory=list, description="Every known instance.")
+    spent: str = Field("0", description="GLM accepted so far (debit notes and invoices).")
+    allocation_id: str | None = Field(
+        None, alias="allocationId", description="The payment allocation for the budget."
+    )
+    demand_id: str | None = Field(
+        None, alias="demandId", description="The current market demand subscription."
+    )
+    avoided_providers: dict[str, str] = Field(
+        default_factory=dict,
+        alias="avoidedProviders",
+        description="Providers not to use again until the given time (RFC 3339), by node id.",
+    )
+    instance_counter: int = Field(
+        0, alias="instanceCounter", description="Sequence for instance names."
+    )

@@ -1,0 +1,76 @@
+"""The `golem-operator` command: run the operator, the local Golem network, and tooling.
+
+Subcommands import their modules lazily so that `golem-operator crd` needs no kopf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _crd(args: argparse.Namespace) -> int:
+    from golem_operator.api.crd import crd_yaml
+
+    text = crd_yaml()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return 0
+
+
+def _local_network(args: argparse.Namespace) -> int:
+    from golem_operator.localnet import cli as localnet_cli
+
+    return localnet_cli.run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from golem_operator.handlers import runner
+
+    return runner.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="golem-operator", description="Runs long-lived services on the Golem Network."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crd = sub.add_parser("crd", help="print or write the GolemService CRD generated from the API")
+    crd.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    crd.set_defaults(func=_crd)
+
+    run = sub.add_parser("run", help="run the operator")
+    try:
+        from golem_operator.handlers import runner
+    except ImportError:  # the handlers are optional while the package is being built
+        pass
+    else:
+        runner.add_arguments(run)
+    run.set_defaults(func=_run)
+
+    localnet = sub.add_parser(
+        "local-network", help="serve a local Golem network (yagna's REST API, local providers)"
+    )
+    try:
+        from golem_operator.localnet import cli as localnet_cli
+    except ImportError:
+        pass
+    else:
+        localnet_cli.add_arguments(localnet)
+    localnet.set_defaults(func=_local_network)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""Names shared by the API, the handlers and the tooling: group, version, kind, labels."""
+
+from typing import Final
+
+GROUP: Final = "services.golem.network"
+VERSION: Final = "v1alpha1"
+KIND: Final = "GolemService"
+PLURAL: Final = "golemservices"
+SINGULAR: Final = "golemservice"
+SHORT_NAMES: Final = ("gsvc",)
+CATEGORIES: Final = ("golem",)
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+#: The label that ties a service's instances together; status.selector is built from it.
+SERVICE_LABEL: Final = f"{GROUP}/service"
+#: The finalizer that keeps a GolemService until its agreements are settled.
+FINALIZER: Final = f"{GROUP}/finalizer"
+#: Annotation an admin sets to "true" to drop the finalizer without settling on Golem.
+FORCE_DELETE_ANNOTATION: Final = f"{GROUP}/force-delete"
+#: Prefix for kopf's own bookkeeping annotations.
+ANNOTATION_PREFIX: Final = f"operator.{GROUP}"
+FIELD_MANAGER: Final = "golem-operator"

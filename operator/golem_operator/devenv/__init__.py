@@ -1,0 +1,1 @@
+"""Local development environment: control plane and demo."""

@@ -1,0 +1,271 @@
+"""Payment API of yagna, requestor side (payment-api.yaml, base path /payment-api/v1).
+
+`GolemClient.payment` is a `PaymentApi`. The operator reserves a budget as an allocation,
+decorates its demand with the allocation's payment properties, follows debit-note and
+invoice events, accepts (or rejects) them against the allocation, and releases the
+allocation when the service is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+from pydantic import TypeAdapter
+
+from golem_operator.golem.models import (
+    Acceptance,
+    Allocation,
+    DebitNote,
+    DebitNoteEvent,
+    Invoice,
+    InvoiceEvent,
+    MarketDecoration,
+    NewAllocation,
+    Rejection,
+    RejectionReason,
+)
+from golem_operator.golem.requesting import (
+    Requester,
+    check_ack_timeout,
+    check_max_events,
+    check_poll_timeout,
+    parse_adapted,
+    parse_model,
+    wire_datetime,
+)
+
+BASE: Final = "/payment-api/v1"
+
+_DEBIT_NOTE_EVENTS: Final = TypeAdapter(list[DebitNoteEvent])
+_INVOICE_EVENTS: Final = TypeAdapter(list[InvoiceEvent])
+
+Amount = Decimal | str
+"""A GLM amount; floats are refused because they cannot hold exact decimal amounts."""
+
+
+def _amount(value: Amount) -> Decimal:
+    if isinstance(value, float):
+        raise TypeError("amounts must be Decimal or str, not float")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal amount: {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"amount must be finite and >= 0, got {value!r}")
+    return amount
+
+
+def _event_params(
+    after_timestamp: datetime | None, timeout: float, max_events: int, app_session_id: str | None
+) -> dict[str, str | int | float]:
+    params: dict[str, str | int | float] = {
+        "timeout": timeout,
+        "maxEvents": check_max_events(max_events),
+    }
+    if after_timestamp is not None:
+        params["afterTimestamp"] = wire_datetime(after_timestamp)
+    if app_session_id is not None:
+        params["appSessionId"] = app_session_id
+    return params
+
+
+class PaymentApi:
+    """Requestor calls of the payment API."""
+
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
+
+    # --- allocations ---------------------------------------------------------------------
+
+    async def create_allocation(
+        self,
+        total_amount: Amount,
+        payment_platform: str,
+        address: str | None = None,
+        timeout: datetime | None = None,
+        make_deposit: bool = False,
+    ) -> Allocation:
+        """POST /allocations: reserve `total_amount` on `payment_platform`.
+
+        `payment_platform` is e.g. "erc20-holesky-tglm"; `address` defaults (daemon side) to
+        the requestor's node id; `timeout` is when the allocation expires (a datetime, not
+        a request timeout).
+        """
+        body = NewAllocation(
+            total_amount=_amount(total_amount),
+            payment_platform=payment_platform,
+            address=address,
+            timeout=timeout,
+            make_deposit=make_deposit,
+        ).to_wire()
+        if timeout is not None:
+            body["timeout"] = wire_datetime(timeout)
+        response = await self._requester.request("POST", f"{BASE}/allocations", body=body)
+        return parse_model(response, Allocation)
+
+    async def get_allocation(self, allocation_id: str) -> Allocation:
+        """GET /allocations/{id}."""
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/allocations/{{allocationId}}",
+            path_params={"allocationId": allocation_id},
+        )
+        return parse_model(response, Allocation)
+
+    async def release_allocation(self, allocation_id: str) -> None:
+        """DELETE /allocations/{id}: give back what is left (404/410 when already gone)."""
+        await self._requester.request(
+            "DELETE",
+            f"{BASE}/allocations/{{allocationId}}",
+            path_params={"allocationId": allocation_id},
+        )
+
+    async def get_demand_decorations(self, allocation_ids: Sequence[str]) -> MarketDecoration:
+        """GET /demandDecorations: properties and constraints a demand paid by these
+        allocations must carry."""
+        if isinstance(allocation_ids, str) or not allocation_ids:
+            raise ValueError("allocation_ids must be a non-empty sequence of ids")
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/demandDecorations",
+            params={"allocationIds": ",".join(allocation_ids)},
+        )
+        return parse_model(response, MarketDecoration)
+
+    # --- debit notes ---------------------------------------------------------------------
+
+    async def collect_debit_note_events(
+        self,
+        after_timestamp: datetime | None = None,
+        *,
+        timeout: float = 5.0,
+        max_events: int = 10,
+        app_session_id: str | None = None,
+    ) -> list[DebitNoteEvent]:
+        """GET /debitNoteEvents: long-poll for debit-note events after `after_timestamp`."""
+        wait = check_poll_timeout(timeout)
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/debitNoteEvents",
+            params=_event_params(after_timestamp, wait, max_events, app_session_id),
+            wait=wait,
+        )
+        return parse_adapted(response, _DEBIT_NOTE_EVENTS, "list of debit note events")
+
+    async def get_debit_note(self, debit_note_id: str) -> DebitNote:
+        """GET /debitNotes/{id}."""
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/debitNotes/{{debitNoteId}}",
+            path_params={"debitNoteId": debit_note_id},
+        )
+        return parse_model(response, DebitNote)
+
+    async def accept_debit_note(
+        self, debit_note_id: str, amount: Amount, allocation_id: str, *, timeout: float = 10.0
+    ) -> None:
+        """POST /debitNotes/{id}/accept: accept `amount` (its totalAmountDue) from the
+        allocation; waits up to `timeout` for the provider's acknowledgement."""
+        wait = check_ack_timeout(timeout)
+        body = Acceptance(total_amount_accepted=_amount(amount), allocation_id=allocation_id)
+        await self._requester.request(
+            "POST",
+            f"{BASE}/debitNotes/{{debitNoteId}}/accept",
+            path_params={"debitNoteId": debit_note_id},
+            params={"timeout": wait},
+            body=body.to_wire(),
+            wait=wait,
+        )
+
+    async def reject_debit_note(
+        self,
+        debit_note_id: str,
+        reason: RejectionReason | str,
+        amount: Amount,
+        *,
+        message: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """POST /debitNotes/{id}/reject: refuse the debit note, accepting only `amount`."""
+        wait = check_ack_timeout(timeout)
+        body = Rejection(
+            rejection_reason=str(reason), total_amount_accepted=_amount(amount), message=message
+        )
+        await self._requester.request(
+            "POST",
+            f"{BASE}/debitNotes/{{debitNoteId}}/reject",
+            path_params={"debitNoteId": debit_note_id},
+            params={"timeout": wait},
+            body=body.to_wire(),
+            wait=wait,
+        )
+
+    # --- invoices ------------------------------------------------------------------------
+
+    async def collect_invoice_events(
+        self,
+        after_timestamp: datetime | None = None,
+        *,
+        timeout: float = 5.0,
+        max_events: int = 10,
+        app_session_id: str | None = None,
+    ) -> list[InvoiceEvent]:
+        """GET /invoiceEvents: long-poll for invoice events after `after_timestamp`."""
+        wait = check_poll_timeout(timeout)
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/invoiceEvents",
+            params=_event_params(after_timestamp, wait, max_events, app_session_id),
+            wait=wait,
+        )
+        return parse_adapted(response, _INVOICE_EVENTS, "list of invoice events")
+
+    async def get_invoice(self, invoice_id: str) -> Invoice:
+        """GET /invoices/{id}."""
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/invoices/{{invoiceId}}",
+            path_params={"invoiceId": invoice_id},
+        )
+        return parse_model(response, Invoice)
+
+    async def accept_invoice(
+        self, invoice_id: str, amount: Amount, allocation_id: str, *, timeout: float = 10.0
+    ) -> None:
+        """POST /invoices/{id}/accept: accept `amount` (its amount) from the allocation."""
+        wait = check_ack_timeout(timeout)
+        body = Acceptance(total_amount_accepted=_amount(amount), allocation_id=allocation_id)
+        await self._requester.request(
+            "POST",
+            f"{BASE}/invoices/{{invoiceId}}/accept",
+            path_params={"invoiceId": invoice_id},
+            params={"timeout": wait},
+            body=body.to_wire(),
+            wait=wait,
+        )
+
+    async def reject_invoice(
+        self,
+        invoice_id: str,
+        reason: RejectionReason | str,
+        amount: Amount,
+        *,
+        message: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """POST /invoices/{id}/reject: refuse the invoice, accepting only `amount`."""
+        wait = check_ack_timeout(timeout)
+        body = Rejection(
+            rejection_reason=str(reason), total_amount_accepted=_amount(amount), message=message
+        )
+        await self._requester.request(
+            "POST",
+            f"{BASE}/invoices/{{invoiceId}}/reject",
+            path_params={"invoiceId": invoice_id},
+            params={"timeout": wait},
+            body=body.to_wire(),
+            wait=wait,
+        )

@@ -1,0 +1,343 @@
+"""The one request path of the yagna REST client.
+
+`Requester.request` builds the URL from a path template, adds the bearer key, sends with a
+per-call timeout, retries idempotent calls (GET, PUT, DELETE) on transport failures and 5xx
+with exponential backoff and jitter, maps failures onto `golem_operator.golem.errors`, logs
+method, path, status and latency at debug (never headers), and reports each attempt to an
+optional `on_request` hook (for Prometheus latency metrics). The per-API modules
+(identity, market, activity, payment) call it and parse bodies with the helpers below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from golem_operator.golem.config import GolemConfig
+from golem_operator.golem.errors import (
+    GolemError,
+    GolemInvalidResponse,
+    GolemTimeout,
+    GolemUnavailable,
+    error_for_status,
+    message_from_body,
+)
+
+_log = logging.getLogger(__name__)
+
+OnRequest = Callable[[str, str, int | None, float], None]
+"""Hook called after every HTTP attempt: (method, path_template, status or None, seconds)."""
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
+
+NO_BODY: Final = object()
+"""Marks a request without a body (as opposed to a JSON `null` body)."""
+
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "PUT", "DELETE"})
+
+# Transport failures after which the same idempotent request may well succeed. Read and
+# write timeouts are left out: the daemon is alive but slow, and retrying would multiply
+# the caller's wait.
+_RETRYABLE_TRANSPORT_ERRORS: Final = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+_REDACTED: Final = "[REDACTED]"
+
+
+class _Attempt:
+    """Outcome of one HTTP attempt: a response, or an error and whether to retry it."""
+
+    __slots__ = ("error", "response", "retryable")
+
+    def __init__(
+        self,
+        *,
+        response: httpx.Response | None = None,
+        error: GolemError | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.response = response
+        self.error = error
+        self.retryable = retryable
+
+
+class Requester:
+    """Sends requests to one yagna daemon; shared by the per-API objects of a client."""
+
+    def __init__(
+        self,
+        config: GolemConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_request: OnRequest | None = None,
+    ) -> None:
+        self._config = config
+        self._on_request = on_request
+        # trust_env=False: never route the bearer key through a proxy taken from the env.
+        self._http = httpx.AsyncClient(
+            base_url=config.url,
+            transport=transport,
+            timeout=httpx.Timeout(config.request_timeout, connect=config.connect_timeout),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @property
+    def config(self) -> GolemConfig:
+        return self._config
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path_template: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | int | float] | None = None,
+        body: object = NO_BODY,
+        wait: float = 0.0,
+    ) -> httpx.Response:
+        """Send one call and return its 2xx response, or raise a `GolemError`.
+
+        `wait` is how long the daemon may legitimately hold the call (a long-poll or ack
+        timeout); the client allows `wait + request_timeout` before giving up.
+        """
+        path = _fill_path(path_template, path_params or {})
+        content = None if body is NO_BODY else json.dumps(body).encode()
+        headers = {
+            "Authorization": f"Bearer {self._config.app_key.get_secret_value()}",
+            "Accept": "application/json",
+        }
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        deadline = wait + self._config.request_timeout
+        timeout = httpx.Timeout(deadline, connect=self._config.connect_timeout)
+        query = {key: _query_value(value) for key, value in (params or {}).items()}
+
+        retries = self._config.max_retries if method in IDEMPOTENT_METHODS else 0
+        for attempt in range(retries + 1):
+            outcome = await self._attempt(
+                method,
+                path_template,
+                path,
+                query=query,
+                content=content,
+                headers=headers,
+                timeout=timeout,
+                deadline=deadline + self._config.connect_timeout,
+            )
+            if outcome.response is not None:
+                return outcome.response
+            assert outcome.error is not None
+            if not outcome.retryable or attempt == retries:
+                raise outcome.error
+            delay = self._backoff(attempt)
+            _log.debug(
+                "%s %s failed (%s), retry %d/%d in %.2fs",
+                method,
+                path,
+                type(outcome.error).__name__,
+                attempt + 1,
+                retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        method: str,
+        path_template: str,
+        path: str,
+        *,
+        query: Mapping[str, str],
+        content: bytes | None,
+        headers: Mapping[str, str],
+        timeout: httpx.Timeout,
+        deadline: float,
+    ) -> _Attempt:
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            try:
+                # The hard deadline also covers transports that ignore httpx timeouts.
+                async with asyncio.timeout(deadline):
+                    response = await self._http.request(
+                        method,
+                        path,
+                        params=query,
+                        content=content,
+                        headers=headers,
+                        timeout=timeout,
+                    )
+            except TimeoutError:
+                return _Attempt(
+                    error=GolemTimeout(
+                        f"no response within {deadline:.1f}s", method=method, path=path
+                    )
+                )
+            except httpx.TimeoutException as exc:
+                error = GolemTimeout(
+                    self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__),
+                    method=method,
+                    path=path,
+                )
+                error.__cause__ = exc
+                return _Attempt(error=error, retryable=isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS))
+            except httpx.TransportError as exc:
+                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                unavailable = GolemUnavailable(
+                    self._redact(f"cannot reach the daemon: {detail}"), method=method, path=path
+                )
+                unavailable.__cause__ = exc
+                return _Attempt(
+                    error=unavailable, retryable=isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS)
+                )
+            status = response.status_code
+            if response.is_success:
+                return _Attempt(response=response)
+            message = self._redact(
+                message_from_body(response.content, fallback=response.reason_phrase or "error")
+            )
+            return _Attempt(
+                error=error_for_status(status, message, method=method, path=path),
+                retryable=status >= 500 and status != 501,
+            )
+        finally:
+            elapsed = time.monotonic() - started
+            _log.debug("%s %s -> %s in %.3fs", method, path, status, elapsed)
+            self._report(method, path_template, status, elapsed)
+
+    def _report(self, method: str, path_template: str, status: int | None, seconds: float) -> None:
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(method, path_template, status, seconds)
+        except Exception:
+            # A broken metrics hook must never break a call to the daemon.
+            _log.warning("on_request hook failed for %s %s", method, path_template, exc_info=True)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._config.backoff_max, self._config.backoff_base * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _redact(self, text: str) -> str:
+        key = self._config.app_key.get_secret_value()
+        return text.replace(key, _REDACTED) if key else text
+
+    def __repr__(self) -> str:
+        return f"Requester(url={self._config.url!r})"
+
+
+def _fill_path(template: str, params: Mapping[str, str]) -> str:
+    # Ids are quoted whole, so an id can never add path segments or a query.
+    return template.format_map({name: quote(value, safe="") for name, value in params.items()})
+
+
+def _query_value(value: str | int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --- parsing helpers used by the API modules ---------------------------------------------
+
+
+def _invalid(response: httpx.Response, what: str) -> GolemInvalidResponse:
+    return GolemInvalidResponse(
+        what,
+        status=response.status_code,
+        method=response.request.method,
+        path=response.request.url.path,
+    )
+
+
+def parse_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise _invalid(response, "response body is not JSON") from None
+
+
+def parse_model(response: httpx.Response, model: type[ModelT]) -> ModelT:
+    """Validate a JSON response body into `model`, or raise `GolemInvalidResponse`."""
+    try:
+        return model.model_validate(parse_json(response))
+    except ValidationError as exc:
+        raise _invalid(
+            response, f"body is not a valid {model.__name__}: {_first_error(exc)}"
+        ) from exc
+
+
+def parse_adapted(response: httpx.Response, adapter: TypeAdapter[T], what: str) -> T:
+    """Validate a JSON response body with a TypeAdapter, or raise `GolemInvalidResponse`."""
+    try:
+        return adapter.validate_python(parse_json(response))
+    except ValidationError as exc:
+        raise _invalid(response, f"body is not a valid {what}: {_first_error(exc)}") from exc
+
+
+def parse_id(response: httpx.Response, *, object_key: str | None = None) -> str:
+    """Read an id answered as a JSON string, as `{object_key: id}`, or as bare text."""
+    text = response.text.strip()
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        parsed = text
+    if isinstance(parsed, dict) and object_key is not None:
+        parsed = parsed.get(object_key)
+    if isinstance(parsed, str) and parsed.strip():
+        return parsed.strip()
+    raise _invalid(response, "expected an id in the response body")
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors(include_input=False)[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}" if location else first["msg"]
+
+
+def wire_datetime(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, as the daemon expects; naive datetimes are refused."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def check_poll_timeout(timeout: float) -> float:
+    """A long-poll wait: 0 returns at once; must be finite and non-negative."""
+    if not 0 <= timeout < float("inf"):
+        raise ValueError(f"poll timeout must be >= 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def check_ack_timeout(timeout: float) -> float:
+    """An acknowledgement wait: must be > 0 (0 would make the daemon wait forever)."""
+    if not 0 < timeout < float("inf"):
+        raise ValueError(f"ack timeout must be > 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def check_max_events(max_events: int) -> int:
+    if not 1 <= max_events <= 100:
+        raise ValueError(f"max_events must be within 1..100, got {max_events!r}")
+    return max_events

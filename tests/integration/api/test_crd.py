@@ -1,0 +1,176 @@
+"""The generated CRD against a real kube-apiserver: install, admission, explain, scale."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from golem_operator.devenv.controlplane import ControlPlane
+
+ROOT = Path(__file__).resolve().parents[3]
+
+VALID: dict[str, Any] = {
+    "apiVersion": "services.golem.network/v1alpha1",
+    "kind": "GolemService",
+    "metadata": {"name": "valid"},
+    "spec": {
+        "payload": {"image": {"tag": "golem/simple-service:latest"}},
+        "budget": "1.5",
+        "lifecycle": {
+            "run": {"commands": [{"run": {"entrypoint": "/golem/run/simple_service.py"}}]}
+        },
+        "market": {"maxStartPrice": "0.1"},
+    },
+}
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    """VALID with the dotted path set to value (DELETE removes it)."""
+    doc = copy.deepcopy(VALID)
+    node: Any = doc["spec"]
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if value == "DELETE":
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return doc
+
+
+def apply_dry_run(cp: ControlPlane, namespace: str, doc: dict[str, Any]) -> Any:
+    return cp.kubectl_run(
+        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-n", namespace,
+        "-f", "-", input=json.dumps(doc), check=False,
+    )
+
+
+def test_crd_is_established(control_plane: ControlPlane) -> None:
+    out = control_plane.kubectl_run(
+        "get", "crd", "golemservices.services.golem.network", "-o", "json"
+    )
+    conditions = {c["type"]: c["status"] for c in json.loads(out.stdout)["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    assert conditions["NamesAccepted"] == "True"
+
+
+def test_valid_manifest_is_accepted_and_defaulted(control_plane: ControlPlane, namespace: str) -> None:
+    result = control_plane.kubectl_run(
+        "create", "--dry-run=server", "-n", namespace, "-o", "json", "-f", "-",
+        input=json.dumps(VALID),
+    )
+    spec = json.loads(result.stdout)["spec"]
+    assert spec["replicas"] == 1
+    assert spec["payload"]["minMemGib"] == 0.5
+    assert spec["lifecycle"]["run"]["intervalSeconds"] == 10
+    assert spec["lifecycle"]["stop"]["timeoutSeconds"] == 60
+    assert spec["market"]["payment"] == {"driver": "erc20", "network": "holesky"}
+    assert spec["restartPolicy"] == "Always"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_pass_server_side_dry_run(
+    control_plane: ControlPlane, namespace: str, path: Path
+) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        result = apply_dry_run(control_plane, namespace, doc)
+        assert result.returncode == 0, result.stderr
+
+
+RUN = "lifecycle.run.commands"
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("no image", with_change("payload.image", {}), "exactly one of hash, tag or url"),
+    ("no payload", with_change("payload", "DELETE"), "spec.payload"),
+    ("two image references", with_change("payload.image", {"tag": "a/b:c", "url": "https://x/y"}),
+     "exactly one of hash, tag or url"),
+    ("negative replicas", with_change("replicas", -1), "spec.replicas"),
+    ("replicas not a number", with_change("replicas", "three"), "spec.replicas"),
+    ("malformed budget", with_change("budget", "1,5"), "spec.budget"),
+    ("budget missing", with_change("budget", "DELETE"), "spec.budget"),
+    ("malformed price", with_change("market.maxCpuPerHour", "-0.1"), "spec.market.maxCpuPerHour"),
+    ("price as number", with_change("market.maxEnvPerHour", 0.1), "spec.market.maxEnvPerHour"),
+    ("start price above budget", with_change("market.maxStartPrice", "2"),
+     "spec.market.maxStartPrice"),
+    ("unknown command", with_change(RUN, [{"shell": {"cmd": "ls"}}]), "spec.lifecycle.run.commands[0]"),
+    ("two commands in one", with_change(RUN, [{"start": {}, "terminate": {}}]),
+     "exactly one of deploy, start, run, upload, download, terminate"),
+    ("empty entrypoint", with_change(RUN, [{"run": {"entrypoint": ""}}]),
+     "spec.lifecycle.run.commands[0].run.entrypoint"),
+    ("relative entrypoint", with_change(RUN, [{"run": {"entrypoint": "app.py"}}]),
+     "spec.lifecycle.run.commands[0].run.entrypoint"),
+    ("interval 0", with_change("lifecycle.run.intervalSeconds", 0),
+     "spec.lifecycle.run.intervalSeconds"),
+    ("failure threshold 0", with_change("lifecycle.run.failureThreshold", 0),
+     "spec.lifecycle.run.failureThreshold"),
+    ("timeout 0", with_change("lifecycle.start.timeoutSeconds", 0),
+     "spec.lifecycle.start.timeoutSeconds"),
+    ("deploy not first", with_change("lifecycle.start.commands", [{"start": {}}, {"deploy": {}}]),
+     "spec.lifecycle.start.commands"),
+    ("upload with two sources",
+     with_change("lifecycle.start.commands", [{"upload": {"path": "/golem/work/a", "source": {
+         "inline": "x", "secretKeyRef": {"name": "s", "key": "k"}}}}]),
+     "exactly one of inline, configMapKeyRef or secretKeyRef"),
+    ("download maxBytes 0",
+     with_change(RUN, [{"download": {"path": "/golem/work/a", "maxBytes": 0}}]),
+     "spec.lifecycle.run.commands[0].download.maxBytes"),
+    ("bad restart policy", with_change("restartPolicy", "Sometimes"), "spec.restartPolicy"),
+    ("bad agreement duration", with_change("agreementDuration", "15 minutes"),
+     "spec.agreementDuration"),
+    ("bad runtime", with_change("payload.runtime", "wasm"), "spec.payload.runtime"),
+    ("negative memory", with_change("payload.minMemGib", -1), "spec.payload.minMemGib"),
+    ("zero cpu threads", with_change("payload.minCpuThreads", 0), "spec.payload.minCpuThreads"),
+    ("provider allowed and denied",
+     with_change("market.providers", {"allow": ["p1"], "deny": ["p1"]}),
+     "a provider cannot be both allowed and denied"),
+    ("unknown field", with_change("replcas", 2), "replcas"),
+    ("bad env name", with_change(RUN, [{"run": {"entrypoint": "/a", "env": [{"name": "1X"}]}}]),
+     "spec.lifecycle.run.commands[0].run.env[0].name"),
+    ("golemRef without secret", with_change("golemRef", {"urlKey": "u"}), "spec.golemRef.secretName"),
+]
+
+
+@pytest.mark.parametrize(("case", "doc", "names"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_manifest_is_rejected_naming_the_field(
+    control_plane: ControlPlane, namespace: str, case: str, doc: dict[str, Any], names: str
+) -> None:
+    result = apply_dry_run(control_plane, namespace, doc)
+    assert result.returncode != 0, f"{case}: accepted"
+    assert names in result.stderr, result.stderr
+
+
+def test_kubectl_explain_documents_the_lifecycle(control_plane: ControlPlane) -> None:
+    out = control_plane.kubectl_run("explain", "golemservice.spec.lifecycle").stdout
+    assert "Scripts of the Starting, Running and Stopping states" in out
+    for field in ("start", "run", "stop"):
+        assert f"{field}\t" in out or f"  {field}" in out
+    deep = control_plane.kubectl_run("explain", "gsvc.spec.lifecycle.run.failureThreshold").stdout
+    assert "Consecutive failed runs" in deep
+
+
+def test_kubectl_scale_changes_spec_replicas(control_plane: ControlPlane, namespace: str) -> None:
+    doc = copy.deepcopy(VALID)
+    doc["metadata"]["name"] = "scaled"
+    control_plane.kubectl_run("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+    control_plane.kubectl_run("scale", "-n", namespace, "gsvc/scaled", "--replicas=3")
+    out = control_plane.kubectl_run("get", "-n", namespace, "gsvc/scaled", "-o", "json")
+    assert json.loads(out.stdout)["spec"]["replicas"] == 3
+    scale = control_plane.kubectl_run(
+        "get", "--raw",
+        f"/apis/services.golem.network/v1alpha1/namespaces/{namespace}/golemservices/scaled/scale",
+    )
+    assert json.loads(scale.stdout)["spec"]["replicas"] == 3
+
+
+def test_printer_columns(control_plane: ControlPlane, namespace: str) -> None:
+    doc = copy.deepcopy(VALID)
+    doc["metadata"]["name"] = "columns"
+    control_plane.kubectl_run("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+    header = control_plane.kubectl_run("get", "-n", namespace, "gsvc").stdout.splitlines()[0]
+    assert header.split() == ["NAME", "DESIRED", "READY", "PHASE", "AGE"]
+    wide = control_plane.kubectl_run("get", "-n", namespace, "gsvc", "-o", "wide").stdout
+    assert "SPENT" in wide and "BUDGET" in wide and "1.5" in wide

@@ -1,0 +1,130 @@
+"""The API models: defaults, round trips, and the generated CRD staying in sync."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from golem_operator.api.crd import crd, crd_yaml
+from golem_operator.api.spec import GolemServiceSpec, RestartPolicy, parse_duration
+from golem_operator.api.status import GolemServiceStatus, InstanceState
+
+ROOT = Path(__file__).resolve().parents[3]
+MINIMAL = {"payload": {"image": {"tag": "golem/simple-service:latest"}}, "budget": "1"}
+
+
+def examples() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "GolemService"]
+    return docs
+
+
+def test_defaults_follow_the_sdk() -> None:
+    spec = GolemServiceSpec.model_validate(MINIMAL)
+    assert spec.replicas == 1
+    assert spec.payload.min_mem_gib == 0.5
+    assert spec.payload.min_storage_gib == 2.0
+    assert spec.payload.min_cpu_threads == 1
+    assert [c.kind for c in spec.lifecycle.start.full_script()] == ["deploy", "start"]
+    assert spec.lifecycle.run.commands == []
+    assert spec.lifecycle.run.interval_seconds == 10
+    assert spec.respawn_unstarted_instances is True
+    assert spec.restart_policy is RestartPolicy.ALWAYS
+    assert spec.market.payment.platform == "erc20-holesky-tglm"
+
+
+def test_start_script_prepends_deploy_and_start_unless_given() -> None:
+    run = {"run": {"entrypoint": "/golem/run/x.py"}}
+    implicit = GolemServiceSpec.model_validate(
+        {**MINIMAL, "lifecycle": {"start": {"commands": [run]}}}
+    )
+    assert [c.kind for c in implicit.lifecycle.start.full_script()] == ["deploy", "start", "run"]
+    explicit = GolemServiceSpec.model_validate(
+        {**MINIMAL, "lifecycle": {"start": {"commands": [{"deploy": {}}, run]}}}
+    )
+    assert [c.kind for c in explicit.lifecycle.start.full_script()] == ["deploy", "run"]
+
+
+@pytest.mark.parametrize("manifest", examples(), ids=lambda m: m["metadata"]["name"])
+def test_examples_round_trip(manifest: dict[str, Any]) -> None:
+    spec = GolemServiceSpec.model_validate(manifest["spec"])
+    dumped = spec.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    assert dumped == manifest["spec"]
+    assert GolemServiceSpec.model_validate(dumped) == spec
+
+
+def test_unknown_fields_are_refused_with_their_name() -> None:
+    with pytest.raises(ValidationError, match="replcas"):
+        GolemServiceSpec.model_validate({**MINIMAL, "replcas": 3})
+
+
+def test_status_round_trip_and_tolerates_newer_fields() -> None:
+    raw = {
+        "observedGeneration": 2,
+        "replicas": 1,
+        "readyReplicas": 1,
+        "selector": "services.golem.network/service=x",
+        "instances": [{"name": "x-1", "state": "Running", "agreementId": "a", "futureField": 1}],
+        "spent": "0.25",
+    }
+    status = GolemServiceStatus.model_validate(raw)
+    assert status.instances[0].state is InstanceState.RUNNING
+    assert status.instances[0].agreement_id == "a"
+    again = GolemServiceStatus.model_validate(status.model_dump(by_alias=True))
+    assert again == status
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("15m", timedelta(minutes=15)), ("2h", timedelta(hours=2)), ("1h30m", timedelta(minutes=90)),
+     ("90s", timedelta(seconds=90)), ("500ms", timedelta(milliseconds=500))],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "15", "m", "1d", "15 m", "-1h"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_committed_crd_matches_the_models() -> None:
+    committed = (ROOT / "crds" / "golemservices.yaml").read_text()
+    assert committed == crd_yaml(), "crds/ drifted: run `golem-operator crd -o crds/golemservices.yaml`"
+
+
+def _walk(schema: dict[str, Any], path: str) -> list[str]:
+    missing = []
+    for name, prop in schema.get("properties", {}).items():
+        here = f"{path}.{name}"
+        if not prop.get("description"):
+            missing.append(here)
+        missing += _walk(prop, here)
+        if "items" in prop:
+            missing += _walk(prop["items"], here + "[]")
+        if isinstance(prop.get("additionalProperties"), dict):
+            missing += _walk(prop["additionalProperties"], here + "{}")
+    return missing
+
+
+def test_every_field_is_described_for_kubectl_explain() -> None:
+    root = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    missing = [p for p in _walk(root, "") if p != ".metadata"]
+    assert missing == []
+
+
+def test_crd_is_structural() -> None:
+    text = crd_yaml()
+    for forbidden in ("$ref", "anyOf", "allOf", "oneOf", "title:", "additionalProperties: false"):
+        assert forbidden not in text
+    version = crd()["spec"]["versions"][0]
+    assert version["subresources"]["scale"]["labelSelectorPath"] == ".status.selector"
+    columns = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
+    assert {n for n, p in columns.items() if p == 0} == {"Desired", "Ready", "Phase", "Age"}
