@@ -90,6 +90,8 @@ class YagnaDaemon:
     requestor_id: str
     provider_id: str
     datadir: Path
+    daemon_pid: int
+    namespace_pid: int
     requestor_key: str = field(repr=False)
     provider_key: str = field(repr=False)
     payment_platform: str = PAYMENT_PLATFORM
@@ -345,6 +347,7 @@ class YagnaProcesses:
 
         async with httpx.AsyncClient(base_url=self.url, timeout=10.0) as http:
             me = await http.get("/me", headers={"Authorization": f"Bearer {requestor_key}"})
+        assert self.daemon is not None and self.anchor is not None
         if me.status_code != 200:
             raise YagnaStartError(f"GET /me with the requestor key answered {me.status_code}")
         return YagnaDaemon(
@@ -352,6 +355,8 @@ class YagnaProcesses:
             requestor_id=str(me.json()["identity"]),
             provider_id=provider_id,
             datadir=self.workdir / "yagna-data",
+            daemon_pid=self.daemon.pid,
+            namespace_pid=self.anchor.pid,
             requestor_key=requestor_key,
             provider_key=provider_key,
         )

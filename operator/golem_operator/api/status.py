@@ -85,6 +85,15 @@ class Download(_Status):
     truncated: bool = Field(False, description="Whether the file was longer than maxBytes.")
 
 
+class Price(_Status):
+    """The agreed linear prices (GLM), copied from the provider's offer."""
+
+    start: str = Field("0", description="Start price.")
+    cpu_per_hour: str = Field("0", alias="cpuPerHour", description="Price per CPU-hour.")
+    env_per_hour: str = Field("0", alias="envPerHour", description="Price per hour of life.")
+    cpu_threads: int = Field(1, alias="cpuThreads", description="CPU threads of the provider.")
+
+
 class Instance(_Status):
     """One instance of the service and the Golem objects it holds."""
 
@@ -105,6 +114,13 @@ class Instance(_Status):
     last_transition_time: str | None = Field(
         None, alias="lastTransitionTime", description="When the state last changed (RFC 3339)."
     )
+    approved_at: str | None = Field(
+        None, alias="approvedAt", description="When the agreement was approved (RFC 3339)."
+    )
+    price: Price | None = Field(None, description="The agreed prices.")
+    replaces: str | None = Field(
+        None, description="The instance this one supersedes (agreement renewal)."
+    )
     restarts: int = Field(0, description="How many times this replica was replaced.")
     message: str = Field("", description="Why it is in this state (errors included).")
     reason: str = Field("", description="CamelCase reason of the last transition.")
@@ -121,6 +137,10 @@ class Instance(_Status):
         default_factory=list, description="Files fetched by download commands."
     )
     spent: str = Field("0", description="GLM accepted for this instance's agreement.")
+    settled: bool = Field(
+        False,
+        description="The agreement is terminated and its invoice accepted (or it never had one).",
+    )
 
 
 class GolemServiceStatus(_Status):

@@ -4,6 +4,10 @@
 approved agreement, runs ExeScript batches in it (built with
 `golem_operator.golem.exescript`), polls their results, watches the activity's state as a
 health check, and destroys it on stop.
+
+`timeout` arguments in seconds are the daemon-side wait, sent as the `timeout` query
+parameter (hence the ASYNC109 waivers); the client's own deadline is that wait plus
+`GolemConfig.request_timeout`.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class ActivityApi:
     def __init__(self, requester: Requester) -> None:
         self._requester = requester
 
-    async def create_activity(self, agreement_id: str, *, timeout: float = 30.0) -> str:
+    async def create_activity(self, agreement_id: str, *, timeout: float = 30.0) -> str:  # noqa: ASYNC109
         """POST /activity: start an activity on the provider; returns its id.
 
         `timeout` is how long the daemon waits for the provider to answer (408 after it).
@@ -79,7 +83,7 @@ class ActivityApi:
         activity_id: str,
         batch_id: str,
         *,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
         command_index: int | None = None,
     ) -> list[ExeScriptCommandResult]:
         """GET /activity/{id}/exec/{batchId}: results of the batch's finished commands.
@@ -121,7 +125,7 @@ class ActivityApi:
         )
         return parse_model(response, ActivityUsage)
 
-    async def destroy_activity(self, activity_id: str, *, timeout: float = 10.0) -> None:
+    async def destroy_activity(self, activity_id: str, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """DELETE /activity/{id}: stop the activity on the provider (404 if already gone)."""
         wait = check_ack_timeout(timeout)
         await self._requester.request(

@@ -113,9 +113,7 @@ class GolemInvalidResponse(GolemError):
     """The daemon answered with a success status but a body that does not fit the API."""
 
 
-def error_for_status(
-    status: int, message: str, *, method: str, path: str
-) -> GolemError:
+def error_for_status(status: int, message: str, *, method: str, path: str) -> GolemError:
     """Return (not raise) the error matching an HTTP error status."""
     cls: type[GolemError]
     if status in (400, 422):

@@ -4,6 +4,10 @@
 proposals, counter-proposes, turns a draft proposal into an agreement, waits for the
 provider's approval, follows agreement events and finally terminates the agreement and
 unsubscribes the demand.
+
+`timeout` arguments in seconds are the daemon-side wait, sent as the `timeout` query
+parameter (hence the ASYNC109 waivers); the client's own deadline is that wait plus
+`GolemConfig.request_timeout`.
 """
 
 from __future__ import annotations
@@ -75,7 +79,11 @@ class MarketApi:
         )
 
     async def collect_demand_events(
-        self, subscription_id: str, *, timeout: float = 5.0, max_events: int = 10
+        self,
+        subscription_id: str,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        max_events: int = 10,
     ) -> list[DemandEvent]:
         """GET /demands/{id}/events: long-poll for proposal events (empty list when none)."""
         wait = check_poll_timeout(timeout)
@@ -142,7 +150,7 @@ class MarketApi:
             params={"appSessionId": app_session_id} if app_session_id is not None else None,
         )
 
-    async def wait_for_approval(self, agreement_id: str, *, timeout: float = 15.0) -> None:
+    async def wait_for_approval(self, agreement_id: str, *, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         """POST /agreements/{id}/wait: return once the provider approved.
 
         Raises `GolemAgreementNotApproved` (a `GolemGone`, 410) when the agreement was
@@ -188,7 +196,7 @@ class MarketApi:
         self,
         after_timestamp: datetime | None = None,
         *,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
         max_events: int = 10,
         app_session_id: str | None = None,
     ) -> list[AgreementOperationEvent]:

@@ -4,6 +4,10 @@
 decorates its demand with the allocation's payment properties, follows debit-note and
 invoice events, accepts (or rejects) them against the allocation, and releases the
 allocation when the service is gone.
+
+`timeout` arguments in seconds are the daemon-side wait, sent as the `timeout` query
+parameter (hence the ASYNC109 waivers); the client's own deadline is that wait plus
+`GolemConfig.request_timeout`.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ class PaymentApi:
         total_amount: Amount,
         payment_platform: str,
         address: str | None = None,
-        timeout: datetime | None = None,
+        timeout: datetime | None = None,  # noqa: ASYNC109
         make_deposit: bool = False,
     ) -> Allocation:
         """POST /allocations: reserve `total_amount` on `payment_platform`.
@@ -141,7 +145,7 @@ class PaymentApi:
         self,
         after_timestamp: datetime | None = None,
         *,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
         max_events: int = 10,
         app_session_id: str | None = None,
     ) -> list[DebitNoteEvent]:
@@ -165,7 +169,12 @@ class PaymentApi:
         return parse_model(response, DebitNote)
 
     async def accept_debit_note(
-        self, debit_note_id: str, amount: Amount, allocation_id: str, *, timeout: float = 10.0
+        self,
+        debit_note_id: str,
+        amount: Amount,
+        allocation_id: str,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """POST /debitNotes/{id}/accept: accept `amount` (its totalAmountDue) from the
         allocation; waits up to `timeout` for the provider's acknowledgement."""
@@ -187,7 +196,7 @@ class PaymentApi:
         amount: Amount,
         *,
         message: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """POST /debitNotes/{id}/reject: refuse the debit note, accepting only `amount`."""
         wait = check_ack_timeout(timeout)
@@ -209,7 +218,7 @@ class PaymentApi:
         self,
         after_timestamp: datetime | None = None,
         *,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
         max_events: int = 10,
         app_session_id: str | None = None,
     ) -> list[InvoiceEvent]:
@@ -233,7 +242,12 @@ class PaymentApi:
         return parse_model(response, Invoice)
 
     async def accept_invoice(
-        self, invoice_id: str, amount: Amount, allocation_id: str, *, timeout: float = 10.0
+        self,
+        invoice_id: str,
+        amount: Amount,
+        allocation_id: str,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """POST /invoices/{id}/accept: accept `amount` (its amount) from the allocation."""
         wait = check_ack_timeout(timeout)
@@ -254,7 +268,7 @@ class PaymentApi:
         amount: Amount,
         *,
         message: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """POST /invoices/{id}/reject: refuse the invoice, accepting only `amount`."""
         wait = check_ack_timeout(timeout)

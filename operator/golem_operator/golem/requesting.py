@@ -142,7 +142,7 @@ class Requester:
                 query=query,
                 content=content,
                 headers=headers,
-                timeout=timeout,
+                http_timeout=timeout,
                 deadline=deadline + self._config.connect_timeout,
             )
             if outcome.response is not None:
@@ -172,7 +172,7 @@ class Requester:
         query: Mapping[str, str],
         content: bytes | None,
         headers: Mapping[str, str],
-        timeout: httpx.Timeout,
+        http_timeout: httpx.Timeout,
         deadline: float,
     ) -> _Attempt:
         started = time.monotonic()
@@ -187,7 +187,7 @@ class Requester:
                         params=query,
                         content=content,
                         headers=headers,
-                        timeout=timeout,
+                        timeout=http_timeout,
                     )
             except TimeoutError:
                 return _Attempt(
@@ -197,7 +197,9 @@ class Requester:
                 )
             except httpx.TimeoutException as exc:
                 error = GolemTimeout(
-                    self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__),
+                    self._redact(
+                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    ),
                     method=method,
                     path=path,
                 )

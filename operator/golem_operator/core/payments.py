@@ -1,0 +1,140 @@
+"""Money rules: linear prices, the most an agreement may cost, and whether to pay a note. Pure.
+
+Called by the market (offer choice, budget) and by the payment processor (debit notes and
+invoices). Amounts are Decimals, never floats. A debit note or invoice is accepted only when it
+is within what the agreed prices allow for the time elapsed and within the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from golem_operator.api.status import Price
+
+#: Slack for clocks and rounding: a few seconds of life and a tiny absolute amount.
+GRACE_SECONDS = Decimal(15)
+EPSILON = Decimal("0.000000000001")
+HOUR = Decimal(3600)
+
+CPU_SEC = "golem.usage.cpu_sec"
+DURATION_SEC = "golem.usage.duration_sec"
+
+
+@dataclass(frozen=True)
+class LinearPrice:
+    """golem.com.pricing.model.linear: start + per-second coefficients over the usage vector."""
+
+    start: Decimal
+    cpu_per_sec: Decimal
+    env_per_sec: Decimal
+    cpu_threads: int = 1
+
+    @classmethod
+    def from_offer(cls, properties: dict[str, Any]) -> LinearPrice:
+        """Read the price from an offer's properties; raises ValueError when unusable."""
+        if properties.get("golem.com.pricing.model", "linear") != "linear":
+            raise ValueError("pricing model is not linear")
+        coeffs = properties.get("golem.com.pricing.model.linear.coeffs")
+        usage = properties.get("golem.com.usage.vector", [CPU_SEC, DURATION_SEC])
+        if not isinstance(coeffs, list) or len(coeffs) != len(usage) + 1:
+            raise ValueError(
+                "golem.com.pricing.model.linear.coeffs does not match the usage vector"
+            )
+        per = {name: Decimal(str(c)) for name, c in zip(usage, coeffs, strict=False)}
+        if any(v < 0 for v in per.values()) or Decimal(str(coeffs[-1])) < 0:
+            raise ValueError("negative price")
+        unknown = set(per) - {CPU_SEC, DURATION_SEC}
+        if unknown and any(per[u] != 0 for u in unknown):
+            raise ValueError(f"unsupported usage counters: {sorted(unknown)}")
+        threads = properties.get("golem.inf.cpu.threads", 1)
+        return cls(
+            start=Decimal(str(coeffs[-1])),
+            cpu_per_sec=per.get(CPU_SEC, Decimal(0)),
+            env_per_sec=per.get(DURATION_SEC, Decimal(0)),
+            cpu_threads=int(threads) if isinstance(threads, int | float) and threads >= 1 else 1,
+        )
+
+    @classmethod
+    def from_status(cls, price: Price) -> LinearPrice:
+        return cls(
+            start=Decimal(price.start),
+            cpu_per_sec=Decimal(price.cpu_per_hour) / HOUR,
+            env_per_sec=Decimal(price.env_per_hour) / HOUR,
+            cpu_threads=price.cpu_threads,
+        )
+
+    def to_status(self) -> Price:
+        return Price(
+            start=str(self.start),
+            cpu_per_hour=str(self.cpu_per_sec * HOUR),
+            env_per_hour=str(self.env_per_sec * HOUR),
+            cpu_threads=self.cpu_threads,
+        )
+
+    def max_cost(self, seconds: Decimal) -> Decimal:
+        """The most an agreement can cost after `seconds` of life (every thread busy)."""
+        seconds = max(seconds, Decimal(0))
+        return self.start + seconds * (self.env_per_sec + self.cpu_per_sec * self.cpu_threads)
+
+
+@dataclass(frozen=True)
+class PriceCaps:
+    """The spec's caps, per hour as users write them; None means no cap."""
+
+    start: Decimal | None = None
+    cpu_per_hour: Decimal | None = None
+    env_per_hour: Decimal | None = None
+
+    def violation(self, price: LinearPrice) -> str | None:
+        """Why the price is above the caps, or None."""
+        if self.start is not None and price.start > self.start:
+            return f"start price {price.start} > maxStartPrice {self.start}"
+        if self.cpu_per_hour is not None and price.cpu_per_sec * HOUR > self.cpu_per_hour:
+            return f"CPU price {price.cpu_per_sec * HOUR}/h > maxCpuPerHour {self.cpu_per_hour}"
+        if self.env_per_hour is not None and price.env_per_sec * HOUR > self.env_per_hour:
+            return f"env price {price.env_per_sec * HOUR}/h > maxEnvPerHour {self.env_per_hour}"
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accept: bool
+    reason: str
+    #: The increment over what was already accepted for the agreement.
+    increment: Decimal = Decimal(0)
+
+
+def check_payable(
+    *,
+    amount: Decimal,
+    price: LinearPrice,
+    elapsed_seconds: Decimal,
+    accepted_so_far: Decimal,
+    budget_left: Decimal,
+    what: str = "debit note",
+) -> Verdict:
+    """Whether a debit note or invoice of `amount` (cumulative for its agreement) is payable.
+
+    elapsed_seconds: the agreement's life so far (approval until now, or until termination).
+    accepted_so_far: what was already accepted for this agreement (debit notes are cumulative).
+    budget_left: the service's budget minus everything accepted so far.
+    """
+    if amount < 0:
+        return Verdict(False, f"{what} amount {amount} is negative")
+    ceiling = price.max_cost(elapsed_seconds + GRACE_SECONDS)
+    if amount > ceiling + EPSILON:
+        return Verdict(
+            False,
+            f"{what} amount {amount} exceeds the agreed prices: at most {ceiling.normalize()} "
+            f"after {elapsed_seconds:.0f}s",
+        )
+    increment = amount - accepted_so_far
+    if increment <= 0:
+        return Verdict(True, "already accepted", Decimal(0))
+    if increment > budget_left + EPSILON:
+        return Verdict(
+            False, f"{what} would exceed the budget: {increment} due, {budget_left} left"
+        )
+    return Verdict(True, "within the agreed prices and the budget", increment)

@@ -1,0 +1,159 @@
+"""Reconcile decisions: desired replicas and instance records in, actions out. Pure.
+
+Called by the service worker on every reconcile pass. Level-triggered: the plan depends only
+on the spec, the recorded instances and the clock, so a rerun after a crash plans the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from golem_operator.api.status import Instance
+from golem_operator.api.status import InstanceState as S
+
+#: Stop order on scale-down: least far along first.
+_STOP_RANK = {S.PENDING: 0, S.STARTING: 1, S.RUNNING: 2}
+
+
+@dataclass(frozen=True)
+class AddInstance:
+    """Create a Pending instance (replaces names the instance it will supersede)."""
+
+    replaces: str | None = None
+
+
+@dataclass(frozen=True)
+class StopInstance:
+    name: str
+    reason: str  # CamelCase: ScaleDown, Deleted, AgreementExpired, Superseded
+
+
+@dataclass(frozen=True)
+class PruneInstance:
+    """Forget a Terminated, settled instance record (keeps status small)."""
+
+    name: str
+
+
+Action = AddInstance | StopInstance | PruneInstance
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Money known to the planner, in GLM."""
+
+    total: Decimal
+    spent: Decimal
+    #: The most that agreements open now can still cost beyond what was accepted.
+    committed: Decimal
+    #: The most one more instance could cost (from the price caps or the offers seen).
+    next_instance: Decimal
+
+    def allows_another(self) -> bool:
+        return self.spent + self.committed + self.next_instance <= self.total
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def counted(instances: list[Instance]) -> list[Instance]:
+    """Instances that count towards replicas: active, not asked to stop, not superseded."""
+    superseded = {i.replaces for i in instances if i.replaces and i.state is not S.TERMINATED}
+    return [
+        i
+        for i in instances
+        if i.state in _STOP_RANK and not i.stopping_reason and i.name not in superseded
+    ]
+
+
+def choose_to_stop(instances: list[Instance], count: int) -> list[Instance]:
+    """Which instances a scale-down stops: Pending, then Starting, then the newest Running."""
+
+    def key(instance: Instance) -> tuple[int, float]:
+        created = _time(instance.started_at or instance.created_at)
+        # Newest first within a state: negate the timestamp.
+        return (_STOP_RANK[instance.state], -(created.timestamp() if created else 0.0))
+
+    return sorted(instances, key=key)[: max(count, 0)]
+
+
+def expiry_margin(duration: timedelta) -> timedelta:
+    """How long before an agreement ends its replacement is started."""
+    return min(max(duration * 0.2, timedelta(seconds=10)), timedelta(minutes=5))
+
+
+def plan(
+    *,
+    replicas: int,
+    instances: list[Instance],
+    now: datetime,
+    agreement_duration: timedelta,
+    budget: Budget,
+    deleting: bool = False,
+    keep_terminated: int = 20,
+) -> list[Action]:
+    """The actions that bring the instances towards the spec."""
+    actions: list[Action] = []
+    if deleting:
+        return [
+            StopInstance(i.name, "Deleted")
+            for i in instances
+            if i.state in _STOP_RANK and i.stopping_reason != "Deleted"
+        ]
+
+    live = counted(instances)
+    by_name = {i.name: i for i in instances}
+
+    # Expiration: a Running instance near its agreement's end gets a replacement; once the
+    # replacement runs, the old one is stopped. The replica count holds throughout.
+    margin = expiry_margin(agreement_duration)
+    replaced = {i.replaces: i for i in instances if i.replaces and i.state is not S.TERMINATED}
+    for instance in live:
+        expires = _time(instance.agreement_expires_at)
+        if (
+            instance.state is S.RUNNING
+            and expires is not None
+            and expires - now <= margin
+            and instance.name not in replaced
+        ):
+            actions.append(AddInstance(replaces=instance.name))
+    for old_name, successor in replaced.items():
+        old = by_name.get(old_name)
+        if old is None or old.state not in _STOP_RANK or old.stopping_reason:
+            continue
+        if successor.state is S.RUNNING:
+            actions.append(StopInstance(old.name, "Superseded"))
+        elif successor.state is S.TERMINATED:
+            pass  # the successor failed; a new one is planned once the old one expires
+
+    missing = replicas - len(live)
+    if missing > 0:
+        additions = 0
+        for _ in range(missing):
+            if not budget.allows_another():
+                break
+            additions += 1
+            budget = Budget(
+                budget.total,
+                budget.spent,
+                budget.committed + budget.next_instance,
+                budget.next_instance,
+            )
+        actions += [AddInstance() for _ in range(additions)]
+    elif missing < 0:
+        actions += [StopInstance(i.name, "ScaleDown") for i in choose_to_stop(live, -missing)]
+
+    settled = [i for i in instances if i.state is S.TERMINATED and i.settled]
+    for old in settled[: max(len(settled) - keep_terminated, 0)]:
+        actions.append(PruneInstance(old.name))
+    return actions
+
+
+def budget_blocked(replicas: int, instances: list[Instance], actions: list[Action]) -> bool:
+    """Whether the plan adds fewer instances than missing because of the budget."""
+    missing = replicas - len(counted(instances))
+    added = sum(1 for a in actions if isinstance(a, AddInstance) and a.replaces is None)
+    return missing > 0 and added < missing

@@ -1,0 +1,210 @@
+"""Status transactions: small pure functions that edit a GolemServiceStatus.
+
+Every instance state change goes through ``transition`` (so the state machine is enforced in one
+place); conditions, phase and counts are derived by ``summarize``. The status writer applies
+these to its copy of the status and patches the result.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from golem_operator.api.spec import GolemServiceSpec
+from golem_operator.api.status import (
+    Condition,
+    ConditionType,
+    GolemServiceStatus,
+    Instance,
+    Phase,
+)
+from golem_operator.api.status import InstanceState as S
+from golem_operator.core import plan as planning
+from golem_operator.core.states import Event, next_state
+
+MESSAGE_CAP = 1024
+
+
+def iso(now: datetime) -> str:
+    return now.isoformat(timespec="seconds")
+
+
+def find(status: GolemServiceStatus, name: str) -> Instance:
+    for instance in status.instances:
+        if instance.name == name:
+            return instance
+    raise KeyError(f"no instance {name}")
+
+
+def add_instance(
+    status: GolemServiceStatus, service: str, now: datetime, replaces: str | None = None
+) -> Instance:
+    status.instance_counter += 1
+    instance = Instance(
+        name=f"{service}-{status.instance_counter}",
+        state=S.PENDING,
+        created_at=iso(now),
+        last_transition_time=iso(now),
+        reason="Created" if replaces is None else "Renewal",
+        message="looking for a provider",
+        replaces=replaces,
+    )
+    status.instances.append(instance)
+    return instance
+
+
+def transition(
+    instance: Instance,
+    event: Event,
+    spec: GolemServiceSpec,
+    now: datetime,
+    message: str = "",
+) -> tuple[S, S]:
+    """Move an instance by event; returns (old, new). Clears what the new state invalidates."""
+    old = instance.state
+    new = next_state(
+        old,
+        event,
+        respawn_unstarted=spec.respawn_unstarted_instances,
+        restart_policy=spec.restart_policy,
+    )
+    instance.state = new
+    instance.reason = event.value
+    instance.message = message[:MESSAGE_CAP]
+    instance.last_transition_time = iso(now)
+    if new is S.RUNNING:
+        instance.started_at = iso(now)
+        instance.consecutive_failures = 0
+    if new is S.PENDING and old is not S.PENDING:
+        # A respawn or restart: a new agreement on another provider will be needed.
+        instance.restarts += 1
+        instance.stopping_reason = ""
+        instance.consecutive_failures = 0
+    if new is S.TERMINATED and instance.agreement_id is None:
+        instance.settled = True
+    return old, new
+
+
+def release_golem_objects(instance: Instance) -> None:
+    """Forget the agreement and activity of an instance whose agreement was settled."""
+    instance.agreement_id = None
+    instance.activity_id = None
+    instance.provider = None
+    instance.approved_at = None
+    instance.agreement_expires_at = None
+    instance.price = None
+    instance.spent = "0"
+
+
+def set_condition(
+    status: GolemServiceStatus,
+    kind: ConditionType,
+    value: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> None:
+    """Set a KEP-1623 condition; lastTransitionTime moves only when the status flips."""
+    text = "True" if value else "False"
+    for condition in status.conditions:
+        if condition.type == kind.value:
+            if condition.status != text:
+                condition.last_transition_time = iso(now)
+            condition.status = text
+            condition.reason = reason
+            condition.message = message[:MESSAGE_CAP]
+            condition.observed_generation = generation
+            return
+    status.conditions.append(
+        Condition(
+            type=kind.value,
+            status=text,
+            reason=reason,
+            message=message[:MESSAGE_CAP],
+            observed_generation=generation,
+            last_transition_time=iso(now),
+        )
+    )
+
+
+def summarize(
+    status: GolemServiceStatus,
+    *,
+    service: str,
+    replicas: int,
+    generation: int,
+    now: datetime,
+    deleting: bool = False,
+    problem: tuple[str, str] | None = None,
+) -> None:
+    """Derive counts, selector, phase and the three conditions from the instances.
+
+    problem: (reason, message) of a service-level trouble (budget, daemon unreachable,
+    invalid spec) that makes the service Degraded regardless of its instances.
+    """
+    live = planning.counted(status.instances)
+    running = [i for i in live if i.state is S.RUNNING]
+    status.replicas = len(live)
+    status.ready_replicas = len(running)
+    status.selector = f"services.golem.network/service={service}"
+    status.observed_generation = generation
+
+    failed = [
+        i
+        for i in status.instances
+        if i.state is S.TERMINATED and i.reason in ("StartFailed", "RunFailed", "ActivityLost")
+    ]
+    ready = len(running) >= replicas
+    progressing = not ready or any(
+        i.state in (S.PENDING, S.STARTING, S.STOPPING) for i in status.instances
+    )
+    if problem is not None:
+        degraded_reason, degraded_message = problem
+    elif failed and len(running) < replicas:
+        last = failed[-1]
+        degraded_reason, degraded_message = (
+            "InstanceFailed",
+            f"instance {last.name} ended Terminated: {last.message}",
+        )
+    else:
+        degraded_reason, degraded_message = "", ""
+
+    set_condition(
+        status,
+        ConditionType.READY,
+        ready and not deleting,
+        "AllReplicasRunning" if ready else "ReplicasNotRunning",
+        f"{len(running)} of {replicas} instances Running",
+        generation,
+        now,
+    )
+    set_condition(
+        status,
+        ConditionType.PROGRESSING,
+        progressing,
+        ("Deleting" if deleting else "Reconciling") if progressing else "Stable",
+        "instances are moving through their lifecycle" if progressing else "nothing to do",
+        generation,
+        now,
+    )
+    set_condition(
+        status,
+        ConditionType.DEGRADED,
+        bool(degraded_reason),
+        degraded_reason or "AsExpected",
+        degraded_message,
+        generation,
+        now,
+    )
+    if deleting:
+        status.phase = Phase.DELETING
+    elif degraded_reason:
+        status.phase = Phase.DEGRADED
+    elif replicas == 0 and not live:
+        status.phase = Phase.STOPPED
+    elif ready:
+        status.phase = Phase.RUNNING
+    elif running or any(i.state is S.STARTING for i in live):
+        status.phase = Phase.PROGRESSING
+    else:
+        status.phase = Phase.PENDING

@@ -1,0 +1,299 @@
+"""The project's Golem client against two daemons: the real yagna 0.17.6 and the localnet.
+
+Every test runs once per daemon (`golem_daemon` is parametrised in conftest.py). The requestor
+side is always `golem_operator.golem.GolemClient`; the provider side is the yagna stand-in or the
+localnet's own providers. Expectations are the real daemon's behaviour: where the localnet
+differs, the localnet is wrong. Exec is not covered here (no ExeUnit exists for the real daemon);
+the localnet's own tests cover it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+from support.yagna_contract import (
+    ContractDaemon,
+    Negotiated,
+    demand_constraints,
+    demand_properties,
+    negotiate_agreement,
+    next_proposal,
+    wait_invoice_for,
+)
+
+from golem_operator.golem import (
+    ActivityStateName,
+    AgreementEventType,
+    AgreementState,
+    DocumentStatus,
+    GolemBadRequest,
+    GolemClient,
+    GolemGone,
+    GolemNotFound,
+    GolemUnauthorized,
+    ProposalState,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+ALLOCATION_TOTAL = Decimal("0.5")
+
+
+@pytest.fixture
+async def client(golem_daemon: ContractDaemon) -> AsyncIterator[GolemClient]:
+    async with golem_daemon.client() as golem:
+        yield golem
+
+
+@pytest.fixture
+async def agreement(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> AsyncIterator[Negotiated]:
+    """A fresh approved agreement; terminated and its demand withdrawn afterwards."""
+    negotiated = await negotiate_agreement(client, golem_daemon)
+    yield negotiated
+    with contextlib.suppress(GolemGone):
+        await client.market.terminate_agreement(negotiated.agreement_id, "test cleanup")
+    with contextlib.suppress(GolemNotFound):
+        await client.market.unsubscribe_demand(negotiated.subscription)
+
+
+async def _allocation(client: GolemClient, daemon: ContractDaemon) -> str:
+    allocation = await client.payment.create_allocation(
+        ALLOCATION_TOTAL,
+        daemon.payment_platform,
+        address=daemon.requestor_id,
+        timeout=datetime.now(UTC) + timedelta(hours=1),
+    )
+    return allocation.allocation_id
+
+
+# --- authentication and identity ----------------------------------------------------------
+
+
+async def test_request_without_a_key_is_refused(golem_daemon: ContractDaemon) -> None:
+    # The client refuses to be configured without a key, so the daemon is asked directly.
+    async with httpx.AsyncClient(base_url=golem_daemon.url, trust_env=False) as http:
+        reply = await http.get("/me")
+    assert reply.status_code == 401
+    assert reply.text == "Missing application key"
+
+
+async def test_wrong_key_raises_unauthorized(golem_daemon: ContractDaemon) -> None:
+    wrong_key = "0" * 32
+    async with golem_daemon.client(app_key=wrong_key) as client:
+        with pytest.raises(GolemUnauthorized) as caught:
+            await client.identity.me()
+    assert caught.value.status == 401
+    assert caught.value.message == "Invalid application key"
+    assert wrong_key not in str(caught.value) and wrong_key not in repr(caught.value)
+
+
+async def test_wrong_key_is_refused_on_every_api(golem_daemon: ContractDaemon) -> None:
+    async with golem_daemon.client(app_key="f" * 32) as client:
+        with pytest.raises(GolemUnauthorized):
+            await client.market.subscribe_demand(
+                demand_properties(golem_daemon), demand_constraints(golem_daemon)
+            )
+        with pytest.raises(GolemUnauthorized):
+            await client.activity.get_state("0" * 32)
+        with pytest.raises(GolemUnauthorized):
+            await client.payment.get_allocation("00000000-0000-0000-0000-000000000000")
+
+
+async def test_me_names_the_requestor(client: GolemClient, golem_daemon: ContractDaemon) -> None:
+    me = await client.identity.me()
+    assert me.identity == golem_daemon.requestor_id
+    assert me.identity.startswith("0x") and len(me.identity) == 42
+    assert me.role == "manager"
+
+
+# --- market ---------------------------------------------------------------------------------
+
+
+async def test_demand_subscribe_events_unsubscribe(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> None:
+    subscription = await client.market.subscribe_demand(
+        demand_properties(golem_daemon), demand_constraints(golem_daemon)
+    )
+    initial = await next_proposal(client, subscription, state=ProposalState.INITIAL)
+    offer = initial.proposal.properties
+    assert offer["golem.node.debug.subnet"] == golem_daemon.subnet
+    assert offer["golem.runtime.name"] == "vm"
+    assert f"golem.com.payment.platform.{golem_daemon.payment_platform}.address" in offer
+    assert initial.proposal.issuer_id != golem_daemon.requestor_id
+
+    await client.market.unsubscribe_demand(subscription)
+    with pytest.raises(GolemNotFound) as again:
+        await client.market.unsubscribe_demand(subscription)
+    assert again.value.message == f"Demand [{subscription}] not found."
+    with pytest.raises(GolemNotFound) as events:
+        await client.market.collect_demand_events(subscription, timeout=1)
+    assert events.value.message == (
+        f"Subscription [{subscription}] not found. Could be unsubscribed."
+    )
+
+
+async def test_demand_on_another_subnet_gets_no_proposal(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> None:
+    properties = demand_properties(golem_daemon)
+    properties["golem.node.debug.subnet"] = "nobody-offers-here"
+    constraints = demand_constraints(golem_daemon).replace(
+        f"(golem.node.debug.subnet={golem_daemon.subnet})",
+        "(golem.node.debug.subnet=nobody-offers-here)",
+    )
+    subscription = await client.market.subscribe_demand(properties, constraints)
+    try:
+        assert await client.market.collect_demand_events(subscription, timeout=1.5) == []
+    finally:
+        await client.market.unsubscribe_demand(subscription)
+
+
+async def test_negotiation_reaches_an_approved_agreement(
+    client: GolemClient, golem_daemon: ContractDaemon, agreement: Negotiated
+) -> None:
+    details = await client.market.get_agreement(agreement.agreement_id)
+    assert details.agreement_id == agreement.agreement_id
+    assert details.state == AgreementState.APPROVED
+    assert details.demand.requestor_id == golem_daemon.requestor_id
+    assert details.offer.provider_id == agreement.provider_id
+    assert details.demand.properties["golem.node.debug.subnet"] == golem_daemon.subnet
+    assert details.approved_date is not None
+
+
+async def test_agreement_events_report_approval_then_termination(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    negotiated = await negotiate_agreement(client, golem_daemon)
+    try:
+        events = await client.market.collect_agreement_events(since, timeout=2, max_events=100)
+        mine = [e for e in events if e.agreement_id == negotiated.agreement_id]
+        print("EVENTS", mine)
+        assert [e.event_type for e in mine] == [AgreementEventType.APPROVED]
+
+        await client.market.terminate_agreement(negotiated.agreement_id, "contract test")
+        after = mine[-1].event_date
+        events = await client.market.collect_agreement_events(after, timeout=2, max_events=100)
+        terminated = [
+            e
+            for e in events
+            if e.agreement_id == negotiated.agreement_id
+            and e.event_type == AgreementEventType.TERMINATED
+        ]
+        assert len(terminated) == 1
+        assert terminated[0].reason is not None
+        assert terminated[0].reason.message == "contract test"
+    finally:
+        with contextlib.suppress(GolemGone):
+            await client.market.terminate_agreement(negotiated.agreement_id, "test cleanup")
+        await client.market.unsubscribe_demand(negotiated.subscription)
+
+
+async def test_terminate_agreement(client: GolemClient, agreement: Negotiated) -> None:
+    await client.market.terminate_agreement(agreement.agreement_id, {"message": "done"})
+    details = await client.market.get_agreement(agreement.agreement_id)
+    assert details.state == AgreementState.TERMINATED
+    with pytest.raises(GolemGone) as again:
+        await client.market.terminate_agreement(agreement.agreement_id, "again")
+    assert again.value.status == 410
+    assert again.value.message == "Can't update Agreement state from Terminated to Terminated."
+
+
+async def test_unknown_agreement_is_not_found(client: GolemClient) -> None:
+    with pytest.raises(GolemNotFound):
+        await client.market.get_agreement("ab" * 32)
+
+
+# --- activity -------------------------------------------------------------------------------
+
+
+async def test_activity_create_state_destroy(client: GolemClient, agreement: Negotiated) -> None:
+    activity_id = await client.activity.create_activity(agreement.agreement_id, timeout=10)
+    state = await client.activity.get_state(activity_id)
+    assert state.current == ActivityStateName.INITIALIZED
+    assert state.alive
+
+    await client.activity.destroy_activity(activity_id, timeout=10)
+    state = await client.activity.get_state(activity_id)
+    assert state.current == ActivityStateName.TERMINATED
+    assert not state.alive
+
+
+async def test_activity_needs_an_approved_agreement(
+    client: GolemClient, agreement: Negotiated
+) -> None:
+    await client.market.terminate_agreement(agreement.agreement_id, "before any activity")
+    with pytest.raises(GolemBadRequest):
+        await client.activity.create_activity(agreement.agreement_id, timeout=5)
+
+
+# --- payment --------------------------------------------------------------------------------
+
+
+async def test_allocation_create_get_release(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> None:
+    allocation_id = await _allocation(client, golem_daemon)
+    allocation = await client.payment.get_allocation(allocation_id)
+    assert allocation.allocation_id == allocation_id
+    assert allocation.total_amount == ALLOCATION_TOTAL
+    assert allocation.spent_amount == 0
+    assert allocation.remaining_amount == ALLOCATION_TOTAL
+    assert allocation.address == golem_daemon.requestor_id
+    assert allocation.payment_platform == golem_daemon.payment_platform
+
+    await client.payment.release_allocation(allocation_id)
+    with pytest.raises(GolemNotFound):
+        await client.payment.get_allocation(allocation_id)
+    with pytest.raises(GolemGone) as again:
+        await client.payment.release_allocation(allocation_id)
+    assert again.value.message == f"Allocation {allocation_id} has been already released"
+
+
+async def test_allocation_beyond_the_funds_is_a_bad_request(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> None:
+    with pytest.raises(GolemBadRequest):
+        await client.payment.create_allocation(
+            Decimal("1e30"),
+            golem_daemon.payment_platform,
+            address=golem_daemon.requestor_id,
+            timeout=datetime.now(UTC) + timedelta(hours=1),
+        )
+
+
+async def test_invoice_accept(
+    client: GolemClient, golem_daemon: ContractDaemon, agreement: Negotiated
+) -> None:
+    allocation_id = await _allocation(client, golem_daemon)
+    try:
+        activity_id = await client.activity.create_activity(agreement.agreement_id, timeout=10)
+        await client.activity.destroy_activity(activity_id, timeout=10)
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        await client.market.terminate_agreement(agreement.agreement_id, "work done")
+        await golem_daemon.after_terminate(agreement.agreement_id)
+
+        invoice = await wait_invoice_for(client, agreement.agreement_id, since)
+        assert invoice.status == DocumentStatus.RECEIVED
+        assert invoice.recipient_id == golem_daemon.requestor_id
+        assert invoice.issuer_id == agreement.provider_id
+        assert invoice.payment_platform == golem_daemon.payment_platform
+        assert activity_id in invoice.activity_ids
+        assert 0 < invoice.amount <= ALLOCATION_TOTAL
+
+        await client.payment.accept_invoice(invoice.invoice_id, invoice.amount, allocation_id)
+        accepted = await client.payment.get_invoice(invoice.invoice_id)
+        assert accepted.status == DocumentStatus.ACCEPTED
+        allocation = await client.payment.get_allocation(allocation_id)
+        assert allocation.spent_amount == invoice.amount
+        assert allocation.remaining_amount == ALLOCATION_TOTAL - invoice.amount
+    finally:
+        await client.payment.release_allocation(allocation_id)
