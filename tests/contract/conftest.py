@@ -16,6 +16,9 @@ from support.provider_standin import ProviderStandIn
 from support.yagna import YagnaDaemon, running_yagna
 from support.yagna_contract import ContractDaemon
 
+from golem_operator.localnet import LocalNetConfig, LocalNetwork
+from golem_operator.localnet.config import ProviderConfig
+
 YAGNA_SUBNET = "golem-operator-contract"
 LOCALNET_SUBNET = "golem-operator-contract"
 INVOICE_AMOUNT = Decimal("0.0123")
@@ -61,9 +64,6 @@ async def contract_yagna(
 
 @pytest.fixture(scope="session")
 async def contract_localnet() -> AsyncIterator[ContractDaemon]:
-    from golem_operator.localnet.config import LocalNetConfig, ProviderConfig
-    from golem_operator.localnet.network import LocalNetwork
-
     config = LocalNetConfig(
         subnet_tag=LOCALNET_SUBNET,
         providers=[ProviderConfig(count=3, max_agreements=4)],

@@ -8,7 +8,7 @@ is within what the agreed prices allow for the time elapsed and within the budge
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from golem_operator.api.status import Price
@@ -20,6 +20,25 @@ HOUR = Decimal(3600)
 
 CPU_SEC = "golem.usage.cpu_sec"
 DURATION_SEC = "golem.usage.duration_sec"
+
+#: Enough digits for any GLM amount the API allows (18 integer + 18 decimal digits) and the
+#: products of prices and seconds: money sums must not round (the default context keeps 28).
+MONEY = Context(prec=80)
+
+
+def _coefficient(value: Any) -> Decimal:
+    """A finite, non-negative price coefficient from an offer; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"price coefficient {value!r} is not a number")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"price coefficient {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"price coefficient {value!r} is not finite")
+    if number < 0:
+        raise ValueError("negative price")
+    return number
 
 
 @dataclass(frozen=True)
@@ -38,22 +57,27 @@ class LinearPrice:
             raise ValueError("pricing model is not linear")
         coeffs = properties.get("golem.com.pricing.model.linear.coeffs")
         usage = properties.get("golem.com.usage.vector", [CPU_SEC, DURATION_SEC])
+        if not isinstance(usage, list) or not all(isinstance(u, str) for u in usage):
+            raise ValueError("golem.com.usage.vector is not a list of counter names")
+        if len(set(usage)) != len(usage):
+            raise ValueError("golem.com.usage.vector names a counter twice")
         if not isinstance(coeffs, list) or len(coeffs) != len(usage) + 1:
             raise ValueError(
                 "golem.com.pricing.model.linear.coeffs does not match the usage vector"
             )
-        per = {name: Decimal(str(c)) for name, c in zip(usage, coeffs, strict=False)}
-        if any(v < 0 for v in per.values()) or Decimal(str(coeffs[-1])) < 0:
-            raise ValueError("negative price")
+        amounts = [_coefficient(c) for c in coeffs]
+        per = dict(zip(usage, amounts[:-1], strict=True))
         unknown = set(per) - {CPU_SEC, DURATION_SEC}
         if unknown and any(per[u] != 0 for u in unknown):
             raise ValueError(f"unsupported usage counters: {sorted(unknown)}")
         threads = properties.get("golem.inf.cpu.threads", 1)
+        usable_threads = isinstance(threads, int | float) and 1 <= threads < 1_000_000
         return cls(
-            start=Decimal(str(coeffs[-1])),
+            start=amounts[-1],
             cpu_per_sec=per.get(CPU_SEC, Decimal(0)),
             env_per_sec=per.get(DURATION_SEC, Decimal(0)),
-            cpu_threads=int(threads) if isinstance(threads, int | float) and threads >= 1 else 1,
+            # A missing or absurd thread count prices one thread (the offer's minimum).
+            cpu_threads=int(threads) if usable_threads else 1,
         )
 
     @classmethod
@@ -76,7 +100,8 @@ class LinearPrice:
     def max_cost(self, seconds: Decimal) -> Decimal:
         """The most an agreement can cost after `seconds` of life (every thread busy)."""
         seconds = max(seconds, Decimal(0))
-        return self.start + seconds * (self.env_per_sec + self.cpu_per_sec * self.cpu_threads)
+        with localcontext(MONEY):
+            return self.start + seconds * (self.env_per_sec + self.cpu_per_sec * self.cpu_threads)
 
 
 @dataclass(frozen=True)
@@ -123,17 +148,20 @@ def check_payable(
     """
     if amount < 0:
         return Verdict(False, f"{what} amount {amount} is negative")
-    ceiling = price.max_cost(elapsed_seconds + GRACE_SECONDS)
-    if amount > ceiling + EPSILON:
+    with localcontext(MONEY):
+        ceiling = price.max_cost(elapsed_seconds + GRACE_SECONDS)
+        tolerated = ceiling + EPSILON
+        increment = amount - accepted_so_far
+    if amount > tolerated:
         return Verdict(
             False,
             f"{what} amount {amount} exceeds the agreed prices: at most {ceiling.normalize()} "
             f"after {elapsed_seconds:.0f}s",
         )
-    increment = amount - accepted_so_far
     if increment <= 0:
         return Verdict(True, "already accepted", Decimal(0))
-    if increment > budget_left + EPSILON:
+    # No slack here: the allocation holds exactly the budget, so the daemon would refuse more.
+    if increment > budget_left:
         return Verdict(
             False, f"{what} would exceed the budget: {increment} due, {budget_left} left"
         )

@@ -106,11 +106,16 @@ def plan(
 
     live = counted(instances)
     by_name = {i.name: i for i in instances}
+    missing = replicas - len(live)
+    # Scale-down is chosen first: an instance about to be stopped needs no renewal.
+    scale_down = choose_to_stop(live, -missing)
+    leaving = {i.name for i in scale_down}
 
     # Expiration: a Running instance near its agreement's end gets a replacement; once the
     # replacement runs, the old one is stopped. The replica count holds throughout.
     margin = expiry_margin(agreement_duration)
     replaced = {i.replaces: i for i in instances if i.replaces and i.state is not S.TERMINATED}
+    renewals: list[str] = []
     for instance in live:
         expires = _time(instance.agreement_expires_at)
         if (
@@ -118,33 +123,35 @@ def plan(
             and expires is not None
             and expires - now <= margin
             and instance.name not in replaced
+            and instance.name not in leaving
         ):
-            actions.append(AddInstance(replaces=instance.name))
+            renewals.append(instance.name)
+    # A renewal is a new agreement: it needs the budget as much as a scale-up (renewals first,
+    # since they keep replicas that already serve).
+    additions = [AddInstance(replaces=name) for name in renewals]
+    additions += [AddInstance() for _ in range(max(missing, 0))]
+    affordable = 0
+    for _ in additions:
+        if not budget.allows_another():
+            break
+        affordable += 1
+        budget = Budget(
+            budget.total,
+            budget.spent,
+            budget.committed + budget.next_instance,
+            budget.next_instance,
+        )
+    actions += additions[:affordable]
+
     for old_name, successor in replaced.items():
         old = by_name.get(old_name)
         if old is None or old.state not in _STOP_RANK or old.stopping_reason:
             continue
         if successor.state is S.RUNNING:
             actions.append(StopInstance(old.name, "Superseded"))
-        elif successor.state is S.TERMINATED:
-            pass  # the successor failed; a new one is planned once the old one expires
+        # A successor that ended Terminated frees the old one: it is renewed again.
 
-    missing = replicas - len(live)
-    if missing > 0:
-        additions = 0
-        for _ in range(missing):
-            if not budget.allows_another():
-                break
-            additions += 1
-            budget = Budget(
-                budget.total,
-                budget.spent,
-                budget.committed + budget.next_instance,
-                budget.next_instance,
-            )
-        actions += [AddInstance() for _ in range(additions)]
-    elif missing < 0:
-        actions += [StopInstance(i.name, "ScaleDown") for i in choose_to_stop(live, -missing)]
+    actions += [StopInstance(i.name, "ScaleDown") for i in scale_down]
 
     settled = [i for i in instances if i.state is S.TERMINATED and i.settled]
     for old in settled[: max(len(settled) - keep_terminated, 0)]:

@@ -85,7 +85,11 @@ class MarketApi:
         timeout: float = 5.0,  # noqa: ASYNC109
         max_events: int = 10,
     ) -> list[DemandEvent]:
-        """GET /demands/{id}/events: long-poll for proposal events (empty list when none)."""
+        """GET /demands/{id}/events: long-poll for proposal events (empty list when none).
+
+        Raises `GolemNotFound` once the demand is unsubscribed or expired (the daemon drops
+        demands after their expiration): subscribe a new one.
+        """
         wait = check_poll_timeout(timeout)
         response = await self._requester.request(
             "GET",

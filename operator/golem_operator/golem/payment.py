@@ -178,15 +178,12 @@ class PaymentApi:
     ) -> None:
         """POST /debitNotes/{id}/accept: accept `amount` (its totalAmountDue) from the
         allocation; waits up to `timeout` for the provider's acknowledgement."""
-        wait = check_ack_timeout(timeout)
         body = Acceptance(total_amount_accepted=_amount(amount), allocation_id=allocation_id)
-        await self._requester.request(
-            "POST",
+        await self._post_acknowledged(
             f"{BASE}/debitNotes/{{debitNoteId}}/accept",
-            path_params={"debitNoteId": debit_note_id},
-            params={"timeout": wait},
-            body=body.to_wire(),
-            wait=wait,
+            {"debitNoteId": debit_note_id},
+            body,
+            timeout,
         )
 
     async def reject_debit_note(
@@ -199,17 +196,14 @@ class PaymentApi:
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """POST /debitNotes/{id}/reject: refuse the debit note, accepting only `amount`."""
-        wait = check_ack_timeout(timeout)
         body = Rejection(
             rejection_reason=str(reason), total_amount_accepted=_amount(amount), message=message
         )
-        await self._requester.request(
-            "POST",
+        await self._post_acknowledged(
             f"{BASE}/debitNotes/{{debitNoteId}}/reject",
-            path_params={"debitNoteId": debit_note_id},
-            params={"timeout": wait},
-            body=body.to_wire(),
-            wait=wait,
+            {"debitNoteId": debit_note_id},
+            body,
+            timeout,
         )
 
     # --- invoices ------------------------------------------------------------------------
@@ -250,15 +244,9 @@ class PaymentApi:
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """POST /invoices/{id}/accept: accept `amount` (its amount) from the allocation."""
-        wait = check_ack_timeout(timeout)
         body = Acceptance(total_amount_accepted=_amount(amount), allocation_id=allocation_id)
-        await self._requester.request(
-            "POST",
-            f"{BASE}/invoices/{{invoiceId}}/accept",
-            path_params={"invoiceId": invoice_id},
-            params={"timeout": wait},
-            body=body.to_wire(),
-            wait=wait,
+        await self._post_acknowledged(
+            f"{BASE}/invoices/{{invoiceId}}/accept", {"invoiceId": invoice_id}, body, timeout
         )
 
     async def reject_invoice(
@@ -271,14 +259,27 @@ class PaymentApi:
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
         """POST /invoices/{id}/reject: refuse the invoice, accepting only `amount`."""
-        wait = check_ack_timeout(timeout)
         body = Rejection(
             rejection_reason=str(reason), total_amount_accepted=_amount(amount), message=message
         )
+        await self._post_acknowledged(
+            f"{BASE}/invoices/{{invoiceId}}/reject", {"invoiceId": invoice_id}, body, timeout
+        )
+
+    async def _post_acknowledged(
+        self,
+        path_template: str,
+        path_params: dict[str, str],
+        body: Acceptance | Rejection,
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        """POST an acceptance or rejection; the daemon waits up to `timeout` for the
+        provider's acknowledgement."""
+        wait = check_ack_timeout(timeout)
         await self._requester.request(
             "POST",
-            f"{BASE}/invoices/{{invoiceId}}/reject",
-            path_params={"invoiceId": invoice_id},
+            path_template,
+            path_params=path_params,
             params={"timeout": wait},
             body=body.to_wire(),
             wait=wait,

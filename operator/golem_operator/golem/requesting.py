@@ -129,8 +129,8 @@ class Requester:
         }
         if content is not None:
             headers["Content-Type"] = "application/json"
-        deadline = wait + self._config.request_timeout
-        timeout = httpx.Timeout(deadline, connect=self._config.connect_timeout)
+        read_timeout = wait + self._config.request_timeout
+        http_timeout = httpx.Timeout(read_timeout, connect=self._config.connect_timeout)
         query = {key: _query_value(value) for key, value in (params or {}).items()}
 
         retries = self._config.max_retries if method in IDEMPOTENT_METHODS else 0
@@ -142,8 +142,8 @@ class Requester:
                 query=query,
                 content=content,
                 headers=headers,
-                http_timeout=timeout,
-                deadline=deadline + self._config.connect_timeout,
+                http_timeout=http_timeout,
+                deadline=read_timeout + self._config.connect_timeout,
             )
             if outcome.response is not None:
                 return outcome.response
@@ -195,25 +195,19 @@ class Requester:
                         f"no response within {deadline:.1f}s", method=method, path=path
                     )
                 )
-            except httpx.TimeoutException as exc:
-                error = GolemTimeout(
-                    self._redact(
-                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    ),
-                    method=method,
-                    path=path,
-                )
-                error.__cause__ = exc
-                return _Attempt(error=error, retryable=isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS))
             except httpx.TransportError as exc:
                 detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                unavailable = GolemUnavailable(
-                    self._redact(f"cannot reach the daemon: {detail}"), method=method, path=path
-                )
-                unavailable.__cause__ = exc
-                return _Attempt(
-                    error=unavailable, retryable=isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS)
-                )
+                error: GolemError
+                if isinstance(exc, httpx.TimeoutException):
+                    error = GolemTimeout(self._redact(detail), method=method, path=path)
+                else:
+                    error = GolemUnavailable(
+                        self._redact(f"cannot reach the daemon: {detail}"),
+                        method=method,
+                        path=path,
+                    )
+                error.__cause__ = exc
+                return _Attempt(error=error, retryable=isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS))
             status = response.status_code
             if response.is_success:
                 return _Attempt(response=response)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: Paths that the sandbox itself provides; an image may not shadow them.
-RESERVED_IMAGE_ENTRIES = frozenset({"usr", "etc", "proc", "dev", "tmp", "bin", "lib", "lib64", "sbin"})
+RESERVED_IMAGE_ENTRIES = frozenset(
+    {"usr", "etc", "proc", "dev", "tmp", "bin", "lib", "lib64", "sbin"}
+)
 
 
 class ConfigError(ValueError):

@@ -12,7 +12,10 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+_Ordered = TypeVar("_Ordered", float, str)
+
 
 class ConstraintError(ValueError):
     """The constraint expression cannot be parsed."""
@@ -138,12 +141,12 @@ def _scalar_matches(actual: Any, operator: str, expected: str) -> bool:
             return fnmatch.fnmatchcase(str(actual), expected.replace("[", "[[]"))
         return str(actual) == expected
     actual_number, expected_number = _as_number(actual), _as_number(expected)
-    left: float | str
-    right: float | str
     if actual_number is not None and expected_number is not None:
-        left, right = actual_number, expected_number
-    else:
-        left, right = str(actual), expected
+        return _ordered(actual_number, operator, expected_number)
+    return _ordered(str(actual), operator, expected)
+
+
+def _ordered(left: _Ordered, operator: str, right: _Ordered) -> bool:
     if operator == "<":
         return left < right
     if operator == "<=":

@@ -8,6 +8,7 @@ long-poll requests without any thread or per-waiter task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -47,13 +48,11 @@ class _Signal:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
-    async def wait(self, timeout: float) -> None:
-        if timeout <= 0:
+    async def wait(self, wait_seconds: float) -> None:
+        if wait_seconds <= 0:
             return
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), wait_seconds)
 
 
 class EventLog:
@@ -74,12 +73,12 @@ class EventLog:
         self,
         *,
         after: datetime | None,
-        timeout: float,
+        wait_seconds: float,
         max_events: int,
         accept: Callable[[dict[str, Any]], bool] = lambda _: True,
     ) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_seconds
         while True:
             found = [
                 event
@@ -108,10 +107,10 @@ class EventQueue:
         self.closed = True
         self._signal.notify()
 
-    async def collect(self, *, timeout: float, max_events: int) -> list[dict[str, Any]] | None:
+    async def collect(self, *, wait_seconds: float, max_events: int) -> list[dict[str, Any]] | None:
         """The next events; None when the queue was closed while waiting."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_seconds
         while True:
             if self.closed:
                 return None

@@ -78,7 +78,9 @@ class ChildProcess:
                 actions.append((os.POSIX_SPAWN_DUP2, fd, target))
             elif target < 3:
                 actions.append((os.POSIX_SPAWN_OPEN, target, "/dev/null", os.O_WRONLY, 0))
-        pid = os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions, setsid=new_session)
+        pid = os.posix_spawn(
+            argv[0], list(argv), dict(env), file_actions=actions, setsid=new_session
+        )
         return cls(pid)
 
     def _on_exit(self) -> None:
@@ -145,7 +147,7 @@ def bwrap_arguments(bwrap: str, image_dir: Path, work_dir: Path, sleep: str) -> 
         "--ro-bind", "/etc", "/etc",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
+        "--tmpfs", "/tmp",  # noqa: S108 - the sandbox's own private /tmp
         *image_mounts(image_dir),
         "--bind", str(work_dir), str(WORK_DIR),
         "--chdir", str(WORK_DIR),
@@ -178,6 +180,10 @@ async def _read_all(fd: int) -> bytes:
     finally:
         loop.remove_reader(fd)
     return b"".join(chunks)
+
+
+def _proc_read(path: str) -> str:
+    return Path(path).read_text()
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -228,9 +234,10 @@ class Sandbox:
         """The idle payload process: it sits in the final (uid-mapped) user namespace."""
         for _ in range(2000):
             try:
-                children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+                # /proc reads never block on I/O
+                children = _proc_read(f"/proc/{init_pid}/task/{init_pid}/children").split()
                 for child in children:
-                    uid_map = Path(f"/proc/{child}/uid_map").read_text().split()
+                    uid_map = _proc_read(f"/proc/{child}/uid_map").split()
                     if uid_map[:1] == [str(SANDBOX_UID)] and os.readlink(
                         f"/proc/{child}/exe"
                     ).endswith("/sleep"):
@@ -248,7 +255,7 @@ class Sandbox:
         argv: Sequence[str],
         env: Mapping[str, str] | None,
         *,
-        timeout: float,
+        time_limit: float,
         output_cap: int,
     ) -> CommandOutcome:
         """Run one command inside the sandbox as the sandbox user, cwd /golem/work."""
@@ -279,7 +286,7 @@ class Sandbox:
         timed_out = False
         try:
             try:
-                code: int | None = await asyncio.wait_for(process.wait(), timeout)
+                code: int | None = await asyncio.wait_for(process.wait(), time_limit)
             except TimeoutError:
                 process.kill(group=True)
                 await process.wait()

@@ -189,7 +189,7 @@ async def test_confirm_agreement_passes_app_session_id_only_when_given(
 
 async def test_wait_for_approval_returns_on_204(daemon: FakeDaemon, client: GolemClient) -> None:
     daemon.route("POST", f"{M}/agreements/agr-1/wait", httpx.Response(204))
-    assert await client.market.wait_for_approval("agr-1", timeout=12) is None
+    await client.market.wait_for_approval("agr-1", timeout=12)
     assert daemon.last.url.params["timeout"] == "12.0"
 
 

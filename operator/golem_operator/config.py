@@ -1,0 +1,87 @@
+"""The operator's configuration, from prefixed environment variables.
+
+Read once at startup by the runner. Errors name the offending variable. The app key is a
+SecretStr: it never appears in reprs, logs or errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    #: Default Golem daemon URL (services without golemRef use it).
+    golem_url: str = "http://127.0.0.1:7465"
+    #: Default app key; from GOLEM_APPKEY, or the file named by GOLEM_APPKEY_FILE.
+    golem_app_key: SecretStr | None = field(default=None, repr=False)
+    #: Namespaces to watch; empty means the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    metrics_port: int = 9090
+    health_port: int = 8080
+    log_format: str = "text"  # text or json
+    log_level: str = "INFO"
+    #: Minimum seconds between two status patches of one service.
+    status_interval: float = 0.5
+    #: Admin annotation honoured to drop the finalizer without settling on Golem.
+    allow_force_delete: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if environ is None else environ
+        key: SecretStr | None = None
+        if env.get("GOLEM_APPKEY"):
+            key = SecretStr(env["GOLEM_APPKEY"].strip())
+        elif env.get("GOLEM_APPKEY_FILE"):
+            path = Path(env["GOLEM_APPKEY_FILE"])
+            try:
+                key = SecretStr(path.read_text().strip())
+            except OSError as error:
+                raise ConfigError(
+                    f"GOLEM_APPKEY_FILE: cannot read {path}: {error.strerror}"
+                ) from None
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{name}: expected 0..65535, got {value}")
+            return value
+
+        log_format = env.get("GOLEM_OPERATOR_LOG_FORMAT", "text")
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"GOLEM_OPERATOR_LOG_FORMAT: expected text or json, got {log_format!r}")
+        namespaces = tuple(
+            n.strip() for n in env.get("GOLEM_OPERATOR_NAMESPACES", "").split(",") if n.strip()
+        )
+        interval_raw = env.get("GOLEM_OPERATOR_STATUS_INTERVAL", "0.5")
+        try:
+            interval = float(interval_raw)
+        except ValueError:
+            raise ConfigError(
+                f"GOLEM_OPERATOR_STATUS_INTERVAL: expected seconds, got {interval_raw!r}"
+            ) from None
+        return cls(
+            golem_url=env.get("GOLEM_URL", cls.golem_url),
+            golem_app_key=key,
+            namespaces=namespaces,
+            metrics_port=integer("GOLEM_OPERATOR_METRICS_PORT", 9090),
+            health_port=integer("GOLEM_OPERATOR_HEALTH_PORT", 8080),
+            log_format=log_format,
+            log_level=env.get("GOLEM_OPERATOR_LOG_LEVEL", "INFO").upper(),
+            status_interval=interval,
+        )

@@ -1,0 +1,106 @@
+"""Kubernetes I/O outside kopf's handlers: status patches, Events, Secrets and ConfigMaps.
+
+Used by the service workers. One shared kubernetes_asyncio ApiClient. Status is written with a
+JSON merge patch on the status subresource only; the operator never writes spec.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from golem_operator import constants
+
+log = logging.getLogger(__name__)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.writes = 0  # API writes, for the benchmarks' cost-per-instance figures
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            await config.load_kube_config()
+        return cls(client.ApiClient())
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge-patch the status; False when the object is gone."""
+        self.writes += 1
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                constants.GROUP,
+                constants.VERSION,
+                namespace,
+                constants.PLURAL,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def event(
+        self,
+        ref: dict[str, str],
+        reason: str,
+        message: str,
+        warning: bool = False,
+    ) -> None:
+        """Post a core/v1 Event about the GolemService (kubectl describe shows the story)."""
+        now = datetime.now(UTC)
+        body = {
+            "metadata": {"generateName": f"{ref['name']}.", "namespace": ref["namespace"]},
+            "involvedObject": {
+                "apiVersion": constants.API_VERSION,
+                "kind": constants.KIND,
+                "name": ref["name"],
+                "namespace": ref["namespace"],
+                "uid": ref["uid"],
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "golem-operator"},
+            "reportingComponent": "golem-operator",
+            "reportingInstance": "golem-operator",
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+        }
+        self.writes += 1
+        try:
+            await self.core.create_namespaced_event(ref["namespace"], body)
+        except ApiException as error:
+            log.warning("event %s not posted: %s", reason, error.reason)
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        secret = await self.core.read_namespaced_secret(name, namespace)
+        data = secret.data or {}
+        if key not in data:
+            raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key])
+
+    async def read_config_map_key(self, namespace: str, name: str, key: str) -> bytes:
+        cm = await self.core.read_namespaced_config_map(name, namespace)
+        if cm.data and key in cm.data:
+            return str(cm.data[key]).encode()
+        if cm.binary_data and key in cm.binary_data:
+            return base64.b64decode(cm.binary_data[key])
+        raise KeyError(f"ConfigMap {namespace}/{name} has no key {key!r}")

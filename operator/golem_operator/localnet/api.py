@@ -1,0 +1,651 @@
+"""aiohttp routes speaking yagna's requestor REST API (plus `/_localnet` admin paths).
+
+Built by `localnet.server.LocalNetwork`; every handler validates the request, calls
+`localnet.network.Network` and shapes the answer as the real daemon does. Errors are
+`{"message": ...}` with yagna's status codes; every path needs `Authorization: Bearer <key>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from golem_operator.localnet.config import Faults, format_validation_error
+from golem_operator.localnet.events import EventLog, iso, parse_iso, stamp
+from golem_operator.localnet.network import Activity, ApiError, Document, Network
+from golem_operator.localnet.pricing import parse_amount
+from golem_operator.localnet.sandbox import SandboxError
+
+log = logging.getLogger(__name__)
+
+MARKET = "/market-api/v1"
+ACTIVITY = "/activity-api/v1"
+PAYMENT = "/payment-api/v1"
+ADMIN = "/_localnet"
+NETWORK_KEY = web.AppKey("network", Network)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def _net(request: web.Request) -> Network:
+    return request.app[NETWORK_KEY]
+
+
+def make_auth_middleware(app_key: str) -> Any:
+    expected = f"Bearer {app_key}".encode()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization")
+        if not header:
+            return _json({"message": "Missing application key"}, 401)
+        if not hmac.compare_digest(header.strip().encode(), expected):
+            return _json({"message": "Invalid application key"}, 401)
+        return await handler(request)
+
+    return auth
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return _json({"message": error.message}, error.status)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _json({"message": error.reason}, error.status)
+
+
+# ------------------------------------------------------------------- params
+def _float_param(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"Invalid query parameter {name}: {raw!r}") from None
+    if value < 0:
+        raise ApiError(400, f"Invalid query parameter {name}: {raw!r}")
+    return value
+
+
+def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise ApiError(400, f"Invalid query parameter {name}: {raw!r}") from None
+    if value < 0:
+        raise ApiError(400, f"Invalid query parameter {name}: {raw!r}")
+    return value
+
+
+def _timeout(request: web.Request) -> float:
+    return min(_float_param(request, "timeout", 5.0), 600.0)
+
+
+def _max_events(request: web.Request) -> int:
+    value = _int_param(request, "maxEvents", 10) or 10
+    return max(1, min(value, 100))
+
+
+def _after(request: web.Request, name: str = "afterTimestamp") -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_iso(raw)
+    except ValueError:
+        raise ApiError(400, f"Invalid query parameter {name}: {raw!r}") from None
+
+
+async def _body(request: web.Request, *, required: bool = True) -> Any:
+    text = await request.text()
+    if not text.strip():
+        if required:
+            raise ApiError(400, "Request body is required")
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ApiError(400, f"Json deserialize error: {error}") from None
+
+
+async def _object_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    body = await _body(request, required=required)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "Json deserialize error: expected an object")
+    return body
+
+
+async def _reason(request: web.Request) -> dict[str, Any] | None:
+    body = await _body(request, required=False)
+    if body is None:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        raise ApiError(400, "Json deserialize error: Reason needs a `message` string")
+    return body
+
+
+async def _demand_offer(request: web.Request) -> tuple[dict[str, Any], str]:
+    body = await _object_body(request)
+    properties, constraint_text = body.get("properties"), body.get("constraints")
+    if not isinstance(properties, dict) or not isinstance(constraint_text, str):
+        raise ApiError(400, "Json deserialize error: `properties` (object) and `constraints`")
+    return properties, constraint_text
+
+
+# -------------------------------------------------------------------- identity
+async def get_me(request: web.Request) -> web.Response:
+    net = _net(request)
+    name = net.config.requestor.name
+    return _json({"identity": net.requestor_id, "name": name, "role": "manager"})
+
+
+# ---------------------------------------------------------------------- market
+async def subscribe_demand(request: web.Request) -> web.Response:
+    properties, constraint_text = await _demand_offer(request)
+    demand = _net(request).subscribe_demand(properties, constraint_text)
+    return _json(demand.id, 201)
+
+
+async def get_demands(request: web.Request) -> web.Response:
+    net = _net(request)
+    return _json([d.to_json(net.requestor_id) for d in net.demands.values()])
+
+
+async def unsubscribe_demand(request: web.Request) -> web.Response:
+    _net(request).unsubscribe_demand(request.match_info["subscriptionId"])
+    return _no_content()
+
+
+async def collect_offers(request: web.Request) -> web.Response:
+    net = _net(request)
+    demand = net.demand(request.match_info["subscriptionId"])
+    events = await demand.events.collect(
+        wait_seconds=_timeout(request), max_events=_max_events(request)
+    )
+    if events is None:
+        raise ApiError(404, f"Subscription [{demand.id}] not found. Could be unsubscribed.")
+    return _json(events)
+
+
+async def get_proposal_offer(request: web.Request) -> web.Response:
+    net = _net(request)
+    demand = net.demand(request.match_info["subscriptionId"])
+    proposal = net.proposal_of(demand, request.match_info["proposalId"])
+    return _json(proposal.to_json())
+
+
+async def counter_proposal_demand(request: web.Request) -> web.Response:
+    net = _net(request)
+    demand = net.demand(request.match_info["subscriptionId"])
+    properties, constraint_text = await _demand_offer(request)
+    counter = net.counter_proposal(
+        demand, request.match_info["proposalId"], properties, constraint_text
+    )
+    return _json(counter.id, 201)
+
+
+async def reject_proposal_offer(request: web.Request) -> web.Response:
+    net = _net(request)
+    demand = net.demand(request.match_info["subscriptionId"])
+    net.reject_proposal(demand, request.match_info["proposalId"], await _reason(request))
+    return _no_content()
+
+
+async def create_agreement(request: web.Request) -> web.Response:
+    body = await _object_body(request)
+    proposal_id, valid_to = body.get("proposalId"), body.get("validTo")
+    if not isinstance(proposal_id, str) or not isinstance(valid_to, str):
+        raise ApiError(400, "Json deserialize error: `proposalId` and `validTo` are required")
+    try:
+        parse_iso(valid_to)
+    except ValueError:
+        raise ApiError(400, f"Invalid validTo: {valid_to!r}") from None
+    agreement = _net(request).create_agreement(proposal_id, valid_to)
+    return _json(agreement.id, 201)
+
+
+async def get_agreement(request: web.Request) -> web.Response:
+    net = _net(request)
+    agreement = net.agreement(request.match_info["agreementId"])
+    return _json(agreement.to_json(net.requestor_id))
+
+
+async def confirm_agreement(request: web.Request) -> web.Response:
+    net = _net(request)
+    net.confirm_agreement(net.agreement(request.match_info["agreementId"]))
+    return _no_content()
+
+
+async def wait_for_approval(request: web.Request) -> web.Response:
+    net = _net(request)
+    agreement = net.agreement(request.match_info["agreementId"])
+    await net.wait_for_approval(agreement, _timeout(request))
+    return _no_content()
+
+
+async def cancel_agreement(request: web.Request) -> web.Response:
+    net = _net(request)
+    agreement = net.agreement(request.match_info["agreementId"])
+    net.cancel_agreement(agreement, await _reason(request))
+    return _no_content()
+
+
+async def terminate_agreement(request: web.Request) -> web.Response:
+    net = _net(request)
+    agreement = net.agreement(request.match_info["agreementId"])
+    await net.terminate_agreement(agreement, "Requestor", await _reason(request))
+    return _no_content()
+
+
+async def terminate_reason(request: web.Request) -> web.Response:
+    net = _net(request)
+    agreement = net.agreement(request.match_info["agreementId"])
+    if agreement.state != "Terminated" or agreement.terminated_date is None:
+        raise ApiError(400, f"Agreement [{agreement.id}] is not terminated.")
+    event: dict[str, Any] = {
+        "eventType": "AgreementTerminatedEvent",
+        "eventDate": iso(agreement.terminated_date),
+        "agreementId": agreement.id,
+        "terminator": agreement.terminator,
+        "signature": "",
+    }
+    if agreement.reason is not None:
+        event["reason"] = agreement.reason
+    return _json(event)
+
+
+async def collect_agreement_events(request: web.Request) -> web.Response:
+    events = await _net(request).agreement_events.collect(
+        after=_after(request), wait_seconds=_timeout(request), max_events=_max_events(request)
+    )
+    return _json(events)
+
+
+# -------------------------------------------------------------------- activity
+async def _activity_of(request: web.Request) -> Activity:
+    """The activity, after waiting as its provider would (latency, unresponsiveness)."""
+    net = _net(request)
+    activity = net.activity(request.match_info["activityId"])
+    await activity.provider.react()
+    return activity
+
+
+async def create_activity(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, str):
+        agreement_id = body
+    elif isinstance(body, dict) and isinstance(body.get("agreementId"), str):
+        agreement_id = body["agreementId"]
+    else:
+        raise ApiError(400, "Json deserialize error: `agreementId` is required")
+    activity = await _net(request).create_activity(agreement_id)
+    # yagna answers 200 here although the OpenAPI definition says 201 (yagna-offline.md)
+    return _json({"activityId": activity.id}, 200)
+
+
+async def exec_script(request: web.Request) -> web.Response:
+    activity = await _activity_of(request)
+    body = await _object_body(request)
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise ApiError(400, "Json deserialize error: `text` is required")
+    batch = _net(request).exec_script(activity, text)
+    return _json(batch.id)
+
+
+async def get_exec_results(request: web.Request) -> web.Response:
+    activity = await _activity_of(request)
+    results = await _net(request).results(
+        activity,
+        request.match_info["batchId"],
+        _timeout(request),
+        _int_param(request, "commandIndex", None),
+    )
+    return _json(results)
+
+
+async def get_activity_state(request: web.Request) -> web.Response:
+    activity = await _activity_of(request)
+    return _json(activity.state_json())
+
+
+async def get_activity_usage(request: web.Request) -> web.Response:
+    activity = await _activity_of(request)
+    net = _net(request)
+    now = int(datetime.now(UTC).timestamp())
+    return _json({"currentUsage": net.usage(activity), "timestamp": now})
+
+
+async def get_activity_agreement(request: web.Request) -> web.Response:
+    activity = _net(request).activity(request.match_info["activityId"])
+    return _json(activity.agreement.id)
+
+
+async def get_running_commands(request: web.Request) -> web.Response:
+    activity = await _activity_of(request)
+    running = []
+    for batch in activity.batches.values():
+        if batch.running_index is not None:
+            command = batch.commands[batch.running_index]
+            running.append({"batchId": batch.id, "command": next(iter(command))})
+    return _json(running)
+
+
+async def destroy_activity(request: web.Request) -> web.Response:
+    activity = await _activity_of(request)
+    await _net(request).end_activity(activity, "Destroyed by requestor", error=None)
+    return web.Response(status=200)
+
+
+# --------------------------------------------------------------------- payment
+def _parse_allocation_ids(request: web.Request) -> list[str]:
+    raw = request.query.getall("allocationIds", [])
+    ids = [part for value in raw for part in value.split(",") if part]
+    if not ids:
+        raise ApiError(400, "Query deserialize error: missing field `allocationIds`")
+    return ids
+
+
+async def create_allocation(request: web.Request) -> web.Response:
+    allocation = _net(request).create_allocation(await _object_body(request))
+    return _json(allocation.to_json(), 201)
+
+
+async def get_allocations(request: web.Request) -> web.Response:
+    net = _net(request)
+    return _json([a.to_json() for a in net.allocations.values() if not a.released])
+
+
+async def get_allocation(request: web.Request) -> web.Response:
+    return _json(_net(request).allocation(request.match_info["allocationId"]).to_json())
+
+
+async def amend_allocation(request: web.Request) -> web.Response:
+    net = _net(request)
+    allocation = net.allocation(request.match_info["allocationId"])
+    body = await _object_body(request)
+    if "totalAmount" in body:
+        try:
+            total = parse_amount(body["totalAmount"])
+        except ValueError as error:
+            raise ApiError(400, f"Invalid totalAmount: {error}") from None
+        if total < allocation.spent:
+            raise ApiError(400, "totalAmount below the spent amount")
+        allocation.total = total
+    if isinstance(body.get("timeout"), str):
+        allocation.timeout = body["timeout"]
+    return _json(allocation.to_json())
+
+
+async def release_allocation(request: web.Request) -> web.Response:
+    allocation = _net(request).allocation(request.match_info["allocationId"])
+    allocation.released = True
+    return web.Response(status=200)
+
+
+async def demand_decorations(request: web.Request) -> web.Response:
+    net = _net(request)
+    allocations = [net.allocation(i) for i in _parse_allocation_ids(request)]
+    properties: list[dict[str, str]] = []
+    constraint_list: list[str] = []
+    for platform in sorted({a.platform for a in allocations}):
+        address = next(a.address for a in allocations if a.platform == platform)
+        key = f"golem.com.payment.platform.{platform}.address"
+        properties.append({"key": key, "value": address})
+        constraint_list.append(f"(golem.com.payment.platform.{platform}.address=*)")
+    properties.append({"key": "golem.com.payment.protocol.version", "value": "3"})
+    return _json({"properties": properties, "constraints": constraint_list})
+
+
+def _note(request: web.Request) -> Document:
+    note = _net(request).debit_notes.get(request.match_info["debitNoteId"])
+    if note is None:
+        raise ApiError(404, f"Debit note [{request.match_info['debitNoteId']}] not found.")
+    return note
+
+
+def _invoice(request: web.Request) -> Document:
+    invoice = _net(request).invoices.get(request.match_info["invoiceId"])
+    if invoice is None:
+        raise ApiError(404, f"Invoice [{request.match_info['invoiceId']}] not found.")
+    return invoice
+
+
+def _listing(request: web.Request, documents: list[Document]) -> list[Document]:
+    after = _after(request)
+    limit = _int_param(request, "maxItems", None)
+    chosen = [d for d in documents if after is None or d.timestamp > after]
+    return chosen[:limit] if limit else chosen
+
+
+async def get_debit_notes(request: web.Request) -> web.Response:
+    net = _net(request)
+    notes = _listing(request, list(net.debit_notes.values()))
+    return _json([net.debit_note_json(n) for n in notes])
+
+
+async def get_debit_note(request: web.Request) -> web.Response:
+    return _json(_net(request).debit_note_json(_note(request)))
+
+
+async def accept_debit_note(request: web.Request) -> web.Response:
+    _net(request).accept(_note(request), "debit-note", await _object_body(request))
+    return web.Response(status=200)
+
+
+async def reject_debit_note(request: web.Request) -> web.Response:
+    net = _net(request)
+    note = _note(request)
+    rejection = net.reject(note, await _object_body(request))
+    _append_rejection(
+        net.debit_note_events, "DebitNoteRejectedEvent", "debitNoteId", note.id, rejection
+    )
+    return web.Response(status=200)
+
+
+async def get_invoices(request: web.Request) -> web.Response:
+    net = _net(request)
+    invoices = _listing(request, list(net.invoices.values()))
+    return _json([net.invoice_json(i) for i in invoices])
+
+
+async def get_invoice(request: web.Request) -> web.Response:
+    return _json(_net(request).invoice_json(_invoice(request)))
+
+
+async def accept_invoice(request: web.Request) -> web.Response:
+    _net(request).accept(_invoice(request), "invoice", await _object_body(request))
+    return web.Response(status=200)
+
+
+async def reject_invoice(request: web.Request) -> web.Response:
+    net = _net(request)
+    invoice = _invoice(request)
+    rejection = net.reject(invoice, await _object_body(request))
+    _append_rejection(
+        net.invoice_events, "InvoiceRejectedEvent", "invoiceId", invoice.id, rejection
+    )
+    return web.Response(status=200)
+
+
+def _append_rejection(
+    log_: EventLog, event_type: str, id_key: str, document_id: str, rejection: dict[str, Any]
+) -> None:
+    moment = stamp()
+    log_.append(
+        moment,
+        {
+            "eventType": event_type,
+            "eventDate": iso(moment),
+            id_key: document_id,
+            "rejection": rejection,
+        },
+    )
+
+
+async def debit_note_events(request: web.Request) -> web.Response:
+    events = await _net(request).debit_note_events.collect(
+        after=_after(request), wait_seconds=_timeout(request), max_events=_max_events(request)
+    )
+    return _json(events)
+
+
+async def invoice_events(request: web.Request) -> web.Response:
+    events = await _net(request).invoice_events.collect(
+        after=_after(request), wait_seconds=_timeout(request), max_events=_max_events(request)
+    )
+    return _json(events)
+
+
+# ----------------------------------------------------------------------- admin
+async def audit(request: web.Request) -> web.Response:
+    return _json(_net(request).audit())
+
+
+async def read_activity_file(request: web.Request) -> web.Response:
+    activity = _net(request).activity(request.match_info["activityId"])
+    path = request.query.get("path")
+    if not path:
+        raise ApiError(400, "query parameter `path` is required")
+    if activity.sandbox is None:
+        raise ApiError(404, f"Activity [{activity.id}] was never deployed.")
+    try:
+        host_path = activity.sandbox.host_path(path)
+    except SandboxError as error:
+        raise ApiError(400, str(error)) from None
+    if not host_path.is_file():
+        raise ApiError(404, f"{path} not found in activity [{activity.id}].")
+    return web.Response(body=host_path.read_bytes(), content_type="application/octet-stream")
+
+
+async def set_provider_faults(request: web.Request) -> web.Response:
+    net = _net(request)
+    provider = net.providers.get(request.match_info["name"])
+    if provider is None:
+        raise ApiError(404, f"Provider [{request.match_info['name']}] not found.")
+    body = await _object_body(request)
+    try:
+        faults = Faults.model_validate({**provider.faults.model_dump(), **body})
+    except ValidationError as error:
+        raise ApiError(400, format_validation_error(error)) from None
+    provider.set_faults(faults)
+    return _json({"provider": provider.name, "faults": faults.model_dump()})
+
+
+async def crash_activity(request: web.Request) -> web.Response:
+    net = _net(request)
+    activity = net.activity(request.match_info["activityId"])
+    await net.crash_activity(activity)
+    return _json(activity.state_json())
+
+
+async def list_images(request: web.Request) -> web.Response:
+    net = _net(request)
+    return _json(
+        [
+            {
+                "tag": image.tag,
+                "hash": image.image_hash,
+                "taskPackage": f"hash:sha3:{image.image_hash}:localnet://{image.tag}",
+            }
+            for image in net.images
+        ]
+    )
+
+
+async def list_providers(request: web.Request) -> web.Response:
+    net = _net(request)
+    return _json(
+        [
+            {
+                "name": p.name,
+                "nodeId": p.node_id,
+                "faults": p.faults.model_dump(),
+                "agreements": sorted(p.agreements),
+                "offer": p.offer_properties(),
+            }
+            for p in net.providers.values()
+        ]
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/me", get_me)
+    r.add_post(f"{MARKET}/demands", subscribe_demand)
+    r.add_get(f"{MARKET}/demands", get_demands)
+    r.add_delete(f"{MARKET}/demands/{{subscriptionId}}", unsubscribe_demand)
+    r.add_get(f"{MARKET}/demands/{{subscriptionId}}/events", collect_offers)
+    r.add_get(f"{MARKET}/demands/{{subscriptionId}}/proposals/{{proposalId}}", get_proposal_offer)
+    r.add_post(
+        f"{MARKET}/demands/{{subscriptionId}}/proposals/{{proposalId}}", counter_proposal_demand
+    )
+    r.add_post(
+        f"{MARKET}/demands/{{subscriptionId}}/proposals/{{proposalId}}/reject",
+        reject_proposal_offer,
+    )
+    r.add_post(f"{MARKET}/agreements", create_agreement)
+    r.add_get(f"{MARKET}/agreements/{{agreementId}}", get_agreement)
+    r.add_post(f"{MARKET}/agreements/{{agreementId}}/confirm", confirm_agreement)
+    r.add_post(f"{MARKET}/agreements/{{agreementId}}/wait", wait_for_approval)
+    r.add_post(f"{MARKET}/agreements/{{agreementId}}/cancel", cancel_agreement)
+    r.add_post(f"{MARKET}/agreements/{{agreementId}}/terminate", terminate_agreement)
+    r.add_post(f"{MARKET}/agreements/{{agreementId}}/terminate/reason", terminate_reason)
+    r.add_get(f"{MARKET}/agreementEvents", collect_agreement_events)
+
+    r.add_post(f"{ACTIVITY}/activity", create_activity)
+    r.add_post(f"{ACTIVITY}/activity/{{activityId}}/exec", exec_script)
+    r.add_get(f"{ACTIVITY}/activity/{{activityId}}/exec/{{batchId}}", get_exec_results)
+    r.add_get(f"{ACTIVITY}/activity/{{activityId}}/state", get_activity_state)
+    r.add_get(f"{ACTIVITY}/activity/{{activityId}}/usage", get_activity_usage)
+    r.add_get(f"{ACTIVITY}/activity/{{activityId}}/agreement", get_activity_agreement)
+    r.add_get(f"{ACTIVITY}/activity/{{activityId}}/command", get_running_commands)
+    r.add_delete(f"{ACTIVITY}/activity/{{activityId}}", destroy_activity)
+
+    r.add_post(f"{PAYMENT}/allocations", create_allocation)
+    r.add_get(f"{PAYMENT}/allocations", get_allocations)
+    r.add_get(f"{PAYMENT}/allocations/{{allocationId}}", get_allocation)
+    r.add_put(f"{PAYMENT}/allocations/{{allocationId}}", amend_allocation)
+    r.add_delete(f"{PAYMENT}/allocations/{{allocationId}}", release_allocation)
+    r.add_get(f"{PAYMENT}/demandDecorations", demand_decorations)
+    r.add_get(f"{PAYMENT}/debitNotes", get_debit_notes)
+    r.add_get(f"{PAYMENT}/debitNotes/{{debitNoteId}}", get_debit_note)
+    r.add_post(f"{PAYMENT}/debitNotes/{{debitNoteId}}/accept", accept_debit_note)
+    r.add_post(f"{PAYMENT}/debitNotes/{{debitNoteId}}/reject", reject_debit_note)
+    r.add_get(f"{PAYMENT}/debitNoteEvents", debit_note_events)
+    r.add_get(f"{PAYMENT}/invoices", get_invoices)
+    r.add_get(f"{PAYMENT}/invoices/{{invoiceId}}", get_invoice)
+    r.add_post(f"{PAYMENT}/invoices/{{invoiceId}}/accept", accept_invoice)
+    r.add_post(f"{PAYMENT}/invoices/{{invoiceId}}/reject", reject_invoice)
+    r.add_get(f"{PAYMENT}/invoiceEvents", invoice_events)
+
+    r.add_get(f"{ADMIN}/audit", audit)
+    r.add_get(f"{ADMIN}/images", list_images)
+    r.add_get(f"{ADMIN}/providers", list_providers)
+    r.add_get(f"{ADMIN}/activities/{{activityId}}/files", read_activity_file)
+    r.add_post(f"{ADMIN}/activities/{{activityId}}/crash", crash_activity)
+    r.add_post(f"{ADMIN}/providers/{{name}}/faults", set_provider_faults)

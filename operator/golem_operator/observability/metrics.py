@@ -1,0 +1,85 @@
+"""Prometheus metrics of the operator: reconciles, instances per state, Golem API, GLM spent.
+
+Handlers record facts here; `serve` exposes them on a port. Gauges of instances are set
+from each service's status after every reconcile and dropped when the service goes away.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILES = Counter(
+    "golem_operator_reconciles", "Reconcile passes", ["namespace", "service"], registry=REGISTRY
+)
+RECONCILE_ERRORS = Counter(
+    "golem_operator_reconcile_errors",
+    "Reconcile passes that failed",
+    ["namespace", "service", "reason"],
+    registry=REGISTRY,
+)
+INSTANCES = Gauge(
+    "golem_operator_instances",
+    "Instances per state",
+    ["namespace", "service", "state"],
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    "golem_operator_instance_transitions",
+    "Instance state transitions",
+    ["namespace", "service", "reason"],
+    registry=REGISTRY,
+)
+GOLEM_LATENCY = Histogram(
+    "golem_operator_golem_api_request_duration_seconds",
+    "Golem daemon REST call latency (long polls included)",
+    ["method", "path", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+GOLEM_ERRORS = Counter(
+    "golem_operator_golem_api_errors",
+    "Golem daemon REST calls that failed",
+    ["method", "path", "status"],
+    registry=REGISTRY,
+)
+GLM_SPENT = Gauge(
+    "golem_operator_glm_spent", "GLM accepted so far", ["namespace", "service"], registry=REGISTRY
+)
+STATUS_PATCHES = Counter(
+    "golem_operator_status_patches", "Status patches sent", ["namespace", "service"],
+    registry=REGISTRY,
+)
+
+STATES = ("Pending", "Starting", "Running", "Stopping", "Terminated")
+
+
+def record_golem_call(method: str, path: str, status: int | None, seconds: float) -> None:
+    code = str(status) if status is not None else "none"
+    GOLEM_LATENCY.labels(method, path, code).observe(seconds)
+    if status is None or status >= 400:
+        GOLEM_ERRORS.labels(method, path, code).inc()
+
+
+def record_instances(namespace: str, service: str, counts: dict[str, int], spent: float) -> None:
+    for state in STATES:
+        INSTANCES.labels(namespace, service, state).set(counts.get(state, 0))
+    GLM_SPENT.labels(namespace, service).set(spent)
+
+
+def forget_service(namespace: str, service: str) -> None:
+    for state in STATES:
+        INSTANCES.remove(namespace, service, state) if (namespace, service, state) in _keys(
+            INSTANCES
+        ) else None
+    if (namespace, service) in _keys(GLM_SPENT):
+        GLM_SPENT.remove(namespace, service)
+
+
+def _keys(metric: Gauge) -> set[tuple[str, ...]]:
+    return set(metric._metrics.keys())
+
+
+def serve(port: int) -> None:
+    start_http_server(port, addr="0.0.0.0", registry=REGISTRY)

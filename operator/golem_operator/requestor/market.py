@@ -1,0 +1,189 @@
+"""One service's presence on the market: its demand, the offers seen, and negotiation.
+
+Owned by a service worker. A collector task long-polls the demand's events and keeps the latest
+Initial proposal of each provider; Pending instances call ``negotiate`` to take the cheapest
+acceptable offer through counter-proposal, the provider's Draft and agreement creation. The
+caller records the agreement id before confirming it, so a crash never leaves an approved
+agreement that status does not know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from golem_operator.api.spec import GolemServiceSpec
+from golem_operator.core.market import Choice, OfferView, choose_offers
+from golem_operator.golem import (
+    GolemClient,
+    GolemError,
+    GolemNotFound,
+    GolemUnavailable,
+    Proposal,
+    ProposalEvent,
+    ProposalRejectedEvent,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NoOffer(Exception):
+    """No acceptable offer is available right now."""
+
+
+class NegotiationFailed(Exception):
+    """A provider did not reach an agreement; `provider_id` names it."""
+
+    def __init__(self, provider_id: str, message: str) -> None:
+        super().__init__(message)
+        self.provider_id = provider_id
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An agreement created from a provider's Draft proposal, not yet confirmed."""
+
+    agreement_id: str
+    choice: Choice
+
+
+class ServiceMarket:
+    def __init__(
+        self,
+        client: GolemClient,
+        subscription_id: str,
+        demand: tuple[dict[str, object], str],
+        spec: Callable[[], GolemServiceSpec],
+    ) -> None:
+        self.client = client
+        self.subscription_id = subscription_id
+        self._demand = demand
+        self._spec = spec
+        self._offers: dict[str, Proposal] = {}  # provider id -> latest Initial proposal
+        self._drafts: dict[str, asyncio.Future[Proposal]] = {}  # our counter id -> their draft
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.cheapest_seen: Decimal | None = None
+        self.last_refusals: list[str] = []
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._collect(), name=f"market-{self.subscription_id}")
+
+    async def close(self, unsubscribe: bool) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if unsubscribe:
+            with contextlib.suppress(GolemNotFound):
+                await self.client.market.unsubscribe_demand(self.subscription_id)
+
+    async def _collect(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                events = await self.client.market.collect_demand_events(
+                    self.subscription_id, timeout=2.0, max_events=100
+                )
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except GolemNotFound:
+                log.warning("demand %s is gone; waiting for a new one", self.subscription_id)
+                return
+            except GolemError as error:
+                log.info("collecting demand events failed: %s", error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            for event in events:
+                if isinstance(event, ProposalEvent):
+                    self._on_proposal(event.proposal)
+                elif isinstance(event, ProposalRejectedEvent):
+                    for provider, proposal in list(self._offers.items()):
+                        if proposal.proposal_id == event.proposal_id:
+                            del self._offers[provider]
+                    draft = self._drafts.pop(event.proposal_id, None)
+                    if draft is not None and not draft.done():
+                        reason = event.reason.message if event.reason else "rejected"
+                        draft.set_exception(NegotiationFailed("", f"provider rejected: {reason}"))
+            if events:
+                self._changed.set()
+
+    def _on_proposal(self, proposal: Proposal) -> None:
+        if proposal.state == "Draft" and proposal.prev_proposal_id in self._drafts:
+            future = self._drafts.pop(proposal.prev_proposal_id)
+            if not future.done():
+                future.set_result(proposal)
+            return
+        if proposal.state == "Initial" or proposal.prev_proposal_id is None:
+            self._offers[proposal.issuer_id] = proposal
+
+    @property
+    def demand(self) -> tuple[dict[str, object], str]:
+        return self._demand
+
+    def candidates(self, avoided: set[str], load: dict[str, int]) -> list[Choice]:
+        """Acceptable offers, least loaded provider first, then cheapest."""
+        views = [
+            OfferView(
+                proposal_id=p.proposal_id,
+                provider_id=provider,
+                provider_name=str(p.properties.get("golem.node.id.name", "")),
+                properties=p.properties,
+            )
+            for provider, p in self._offers.items()
+        ]
+        chosen, refused = choose_offers(views, self._spec(), avoided=avoided)
+        self.last_refusals = [f"{r.offer.provider_name or r.offer.provider_id}: {r.reason}" for r in refused]
+        if chosen:
+            cheapest = chosen[0].max_cost
+            self.cheapest_seen = (
+                cheapest if self.cheapest_seen is None else min(self.cheapest_seen, cheapest)
+            )
+        chosen.sort(key=lambda c: load.get(c.offer.provider_id, 0))  # stable: keeps price order
+        return chosen
+
+    async def wait_for_offers(self, timeout: float) -> None:  # noqa: ASYNC109
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def negotiate(self, choice: Choice, valid_to: datetime) -> Draft:
+        """Counter-propose, wait for the provider's Draft, create the agreement (unconfirmed)."""
+        properties, constraints = self._demand
+        provider = choice.offer.provider_id
+        try:
+            counter = await self.client.market.counter_proposal(
+                self.subscription_id, choice.offer.proposal_id, properties, constraints
+            )
+        except GolemUnavailable:
+            raise
+        except GolemError as error:
+            # The offer is stale (provider left or re-published): forget it.
+            self._offers.pop(provider, None)
+            raise NegotiationFailed(provider, f"counter-proposal refused: {error.message}") from error
+        future: asyncio.Future[Proposal] = asyncio.get_running_loop().create_future()
+        self._drafts[counter] = future
+        try:
+            draft = await asyncio.wait_for(future, timeout=15.0)
+        except TimeoutError as error:
+            raise NegotiationFailed(provider, "provider did not answer the counter-proposal") from error
+        finally:
+            self._drafts.pop(counter, None)
+        try:
+            agreement_id = await self.client.market.create_agreement(draft.proposal_id, valid_to)
+        except GolemUnavailable:
+            raise
+        except GolemError as error:
+            raise NegotiationFailed(provider, f"agreement not created: {error.message}") from error
+        return Draft(agreement_id, choice)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,54 @@
+"""Running one script (an ExeScript batch) on an activity, with a time limit.
+
+Called by the instance phases. Sends the batch, long-polls its results until the batch finishes,
+a command fails or the time limit passes, and returns each command's outcome. Daemon outages
+propagate as GolemUnavailable so the caller can tell them from a failing script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from golem_operator.core.scripts import Batch, CommandOutcome
+from golem_operator.golem import GolemClient, GolemTimeout
+
+
+class ScriptTimeout(Exception):
+    """The script did not finish within its time limit."""
+
+    def __init__(self, seconds: float, outcomes: list[CommandOutcome]) -> None:
+        super().__init__(f"script did not finish within {seconds:.0f}s")
+        self.outcomes = outcomes
+
+
+async def run_batch(
+    client: GolemClient, activity_id: str, batch: Batch, timeout_seconds: float
+) -> list[CommandOutcome]:
+    """Outcomes of the batch's commands, in order, up to the first failure."""
+    deadline = time.monotonic() + timeout_seconds
+    batch_id = await client.activity.exec(activity_id, batch.commands)
+    outcomes: dict[int, CommandOutcome] = {}
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ScriptTimeout(timeout_seconds, [outcomes[i] for i in sorted(outcomes)])
+        try:
+            results = await client.activity.get_exec_batch_results(
+                activity_id, batch_id, timeout=min(max(left, 0.5), 10.0)
+            )
+        except GolemTimeout:
+            continue  # nothing finished in this poll
+        finished = False
+        for result in results:
+            outcomes[result.index] = CommandOutcome(
+                index=result.index,
+                ok=result.result == "Ok",
+                stdout=result.stdout or "",
+                stderr=result.stderr or "",
+                message=result.message or "",
+            )
+            finished = finished or result.is_batch_finished or result.result != "Ok"
+        if finished or len(outcomes) >= len(batch.commands):
+            return [outcomes[i] for i in sorted(outcomes)]
+        await asyncio.sleep(0)
