@@ -96,11 +96,11 @@ async def demand_body(
 
 
 async def collect(
-    client: httpx.AsyncClient, demand_id: str, want: int, timeout: float = 5
+    client: httpx.AsyncClient, demand_id: str, want: int, within: float = 5
 ) -> list[Any]:
     """Demand events until `want` arrived (or the timeout)."""
     events: list[Any] = []
-    loop_deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    loop_deadline = datetime.now(UTC) + timedelta(seconds=within)
     while len(events) < want and datetime.now(UTC) < loop_deadline:
         response = await client.get(
             f"/market-api/v1/demands/{demand_id}/events", params={"timeout": 0.5, "maxEvents": 10}
@@ -131,7 +131,7 @@ async def negotiate(
             initial = proposal
             break
     if initial is None and provider is not None:
-        for event in await collect(client, demand_id, want=10, timeout=1):
+        for event in await collect(client, demand_id, want=10, within=1):
             if event["proposal"]["properties"]["golem.node.id.name"] == provider:
                 initial = event["proposal"]
                 break
@@ -162,7 +162,7 @@ async def negotiate(
 
 
 async def exec_and_wait(
-    client: httpx.AsyncClient, activity_id: str, commands: list[dict[str, Any]], timeout: float = 20
+    client: httpx.AsyncClient, activity_id: str, commands: list[dict[str, Any]], within: float = 20
 ) -> list[dict[str, Any]]:
     """Run an ExeScript batch and return its results once the batch finished."""
     response = await client.post(
@@ -171,7 +171,7 @@ async def exec_and_wait(
     assert response.status_code == 200, response.text
     batch_id = response.json()
     results: list[dict[str, Any]] = []
-    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    deadline = datetime.now(UTC) + timedelta(seconds=within)
     while datetime.now(UTC) < deadline:
         polled = await client.get(
             f"/activity-api/v1/activity/{activity_id}/exec/{batch_id}", params={"timeout": 2}

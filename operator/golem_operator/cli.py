@@ -45,12 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     crd.set_defaults(func=_crd)
 
     run = sub.add_parser("run", help="run the operator")
-    try:
-        from golem_operator.handlers import runner
-    except ImportError:  # the handlers are optional while the package is being built
-        pass
-    else:
-        runner.add_arguments(run)
+    from golem_operator.handlers import runner
+
+    runner.add_arguments(run)
     run.set_defaults(func=_run)
 
     localnet = sub.add_parser(

@@ -64,7 +64,9 @@ class OperatorConfig:
 
         log_format = env.get("GOLEM_OPERATOR_LOG_FORMAT", "text")
         if log_format not in ("text", "json"):
-            raise ConfigError(f"GOLEM_OPERATOR_LOG_FORMAT: expected text or json, got {log_format!r}")
+            raise ConfigError(
+                f"GOLEM_OPERATOR_LOG_FORMAT: expected text or json, got {log_format!r}"
+            )
         namespaces = tuple(
             n.strip() for n in env.get("GOLEM_OPERATOR_NAMESPACES", "").split(",") if n.strip()
         )

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from support.provider_standin import ProviderStandIn
-from support.yagna import YagnaDaemon, running_yagna
-from support.yagna_contract import ContractDaemon
 
 from golem_operator.localnet import LocalNetConfig, LocalNetwork
 from golem_operator.localnet.config import ProviderConfig
+from support.provider_standin import ProviderStandIn
+from support.yagna import YagnaDaemon, running_yagna
+from support.yagna_contract import ContractDaemon
 
 YAGNA_SUBNET = "golem-operator-contract"
 LOCALNET_SUBNET = "golem-operator-contract"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from support.yagna import (
     YAGNA_VERSION,
     YagnaDaemon,
@@ -114,15 +115,20 @@ async def test_teardown_leaves_no_process_and_no_namespace(tmp_path: Path) -> No
     anchor_pid = processes.anchor.pid
     inode = processes.netns_inode
     # A stray process inside the namespace must be reaped by stop() too.
-    stray = subprocess.Popen(
+    stray = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
         ["nsenter", f"--net=/proc/{anchor_pid}/ns/net", "--", "sleep", "300"],
         start_new_session=True,
     )
     try:
+        for _ in range(100):  # nsenter needs a moment to enter the namespace
+            if stray.pid in processes_in_namespace(inode):
+                break
+            await asyncio.sleep(0.05)
         assert sorted(processes_in_namespace(inode)) == sorted([anchor_pid, stray.pid])
         await processes.stop()
         assert processes_in_namespace(inode) == []
-        assert not Path(f"/proc/{anchor_pid}").exists()
+        with pytest.raises(ProcessLookupError):
+            os.kill(anchor_pid, 0)  # reaped, not merely dead
         await asyncio.wait_for(asyncio.to_thread(stray.wait), 5)
     finally:
         if stray.poll() is None:

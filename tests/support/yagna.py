@@ -67,7 +67,17 @@ NET_BIND_PORT = 11500
 METRICS_PORT = 9092
 CHAIN_PORT = 8545
 
-CHAINS = ("MAINNET", "GOERLI", "HOLESKY", "MUMBAI", "POLYGON", "AMOY", "SEPOLIA", "HOODI", "RINKEBY")
+CHAINS = (
+    "MAINNET",
+    "GOERLI",
+    "HOLESKY",
+    "MUMBAI",
+    "POLYGON",
+    "AMOY",
+    "SEPOLIA",
+    "HOODI",
+    "RINKEBY",
+)
 WRAPPER_CHAINS = ("HOLESKY", "HOODI", "POLYGON", "AMOY")
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -225,7 +235,9 @@ class YagnaProcesses:
     async def _start_daemon(self) -> None:
         self._starts += 1
         with self._log_path().open("wb") as log:
-            self.daemon = subprocess.Popen(
+            # Popen (not asyncio's) from the loop thread: the parent-death signal is tied to
+            # the thread that forks, and the handle is used synchronously in stop().
+            self.daemon = subprocess.Popen(  # noqa: ASYNC220
                 self._in_namespace(
                     [
                         "setpriv",
@@ -269,10 +281,9 @@ class YagnaProcesses:
         if daemon is None or daemon.poll() is not None:
             return
         daemon.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while daemon.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if daemon.poll() is None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(daemon.wait), STOP_TIMEOUT_S)
+        except TimeoutError:
             daemon.kill()
             await asyncio.to_thread(daemon.wait)
 
@@ -380,7 +391,7 @@ class YagnaProcesses:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 5
-            while processes_in_namespace(self.netns_inode) and time.monotonic() < deadline:
+            while processes_in_namespace(self.netns_inode) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             left = processes_in_namespace(self.netns_inode)
             if left:

@@ -52,7 +52,9 @@ class ContractDaemon:
         return GolemClient(GolemConfig(url=self.url, app_key=key, **settings))
 
 
-def demand_properties(daemon: ContractDaemon, *, ttl: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+def demand_properties(
+    daemon: ContractDaemon, *, ttl: timedelta = timedelta(hours=1)
+) -> dict[str, Any]:
     """A VM demand on the daemon's subnet and payment platform (yagna-offline.md bodies)."""
     platform = daemon.payment_platform
     expiration_ms = int((datetime.now(UTC) + ttl).timestamp() * 1000)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import yagna_fakechain  # noqa: E402  (a sibling file: this module runs as a script)
+# This module runs as a script; its sibling is imported through the tests folder.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support import yagna_fakechain
 
 PR_SET_PDEATHSIG = 1
 RELAY_CHUNK = 65536
@@ -84,9 +85,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     host_side = socket.socket(fileno=args.relay_fd)
     host_side.setblocking(False)
-    relay = await asyncio.start_server(
-        lambda r, w: relay_one(r, w, args.api_port), sock=host_side
-    )
+    relay = await asyncio.start_server(lambda r, w: relay_one(r, w, args.api_port), sock=host_side)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -137,6 +137,11 @@ class Instance(_Status):
         default_factory=list, description="Files fetched by download commands."
     )
     spent: str = Field("0", description="GLM accepted for this instance's agreement.")
+    final: bool = Field(
+        False,
+        description="Failed and not to be replaced (respawnUnstartedInstances false or "
+        "restartPolicy): it keeps counting towards replicas until a scale-down or spec change.",
+    )
     settled: bool = Field(
         False,
         description="The agreement is terminated and its invoice accepted (or it never had one).",

@@ -65,17 +65,19 @@ def counted(instances: list[Instance]) -> list[Instance]:
     return [
         i
         for i in instances
-        if i.state in _STOP_RANK and not i.stopping_reason and i.name not in superseded
+        if (i.state in _STOP_RANK or i.final) and not i.stopping_reason and i.name not in superseded
     ]
 
 
 def choose_to_stop(instances: list[Instance], count: int) -> list[Instance]:
-    """Which instances a scale-down stops: Pending, then Starting, then the newest Running."""
+    """Which instances a scale-down stops: failed ones that hold a replica, then Pending, then
+    Starting, then the newest Running."""
 
     def key(instance: Instance) -> tuple[int, float]:
         created = _time(instance.started_at or instance.created_at)
+        rank = -1 if instance.state is S.TERMINATED else _STOP_RANK[instance.state]
         # Newest first within a state: negate the timestamp.
-        return (_STOP_RANK[instance.state], -(created.timestamp() if created else 0.0))
+        return (rank, -(created.timestamp() if created else 0.0))
 
     return sorted(instances, key=key)[: max(count, 0)]
 

@@ -125,7 +125,9 @@ def summarize_results(
         for o in outcomes
         if o.ok and o.index < len(batch.steps) and batch.steps[o.index].kind == "download"
     ]
-    shown = [o for o in outcomes if o.index < len(batch.steps) and batch.steps[o.index].kind == "run"]
+    shown = [
+        o for o in outcomes if o.index < len(batch.steps) and batch.steps[o.index].kind == "run"
+    ]
     failed = next((o for o in outcomes if not o.ok), None)
     success = not error and failed is None and len(outcomes) == len(batch.commands)
     message = error

@@ -6,6 +6,7 @@ JSON merge patch on the status subresource only; the operator never writes spec.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from datetime import UTC, datetime
@@ -25,11 +26,12 @@ class Kube:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.writes = 0  # API writes, for the benchmarks' cost-per-instance figures
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def connect(cls) -> Kube:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             await config.load_kube_config()
         return cls(client.ApiClient())
@@ -48,7 +50,7 @@ class Kube:
                 constants.PLURAL,
                 name,
                 {"status": status},
-                _content_type="application/merge-patch+json",
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
             )
         except ApiException as error:
             if error.status == 404:
@@ -86,9 +88,17 @@ class Kube:
         }
         self.writes += 1
         try:
-            await self.core.create_namespaced_event(ref["namespace"], body)
+            await self.core.create_namespaced_event(ref["namespace"], body)  # type: ignore[arg-type]
         except ApiException as error:
             log.warning("event %s not posted: %s", reason, error.reason)
+
+    def event_soon(
+        self, ref: dict[str, str], reason: str, message: str, warning: bool = False
+    ) -> None:
+        """Post an Event in the background (callers never wait for Events)."""
+        task = asyncio.create_task(self.event(ref, reason, message, warning))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         secret = await self.core.read_namespaced_secret(name, namespace)

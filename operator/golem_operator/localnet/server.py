@@ -66,9 +66,11 @@ class LocalNetwork:
         )
         app[api.NETWORK_KEY] = self._network
         api.add_routes(app)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound_port = int(self._runner.addresses[0][1])
         self.url = f"http://{host}:{bound_port}"

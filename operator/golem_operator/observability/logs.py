@@ -55,7 +55,9 @@ def setup(fmt: str = "text", level: str = "INFO") -> None:
 
 
 class ServiceLogger(logging.LoggerAdapter[logging.Logger]):
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         kwargs.setdefault("extra", {})["resource"] = self.extra["resource"] if self.extra else "-"
         return msg, kwargs
 

@@ -6,6 +6,8 @@ from each service's status after every reconcile and dropped when the service go
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -48,7 +50,9 @@ GLM_SPENT = Gauge(
     "golem_operator_glm_spent", "GLM accepted so far", ["namespace", "service"], registry=REGISTRY
 )
 STATUS_PATCHES = Counter(
-    "golem_operator_status_patches", "Status patches sent", ["namespace", "service"],
+    "golem_operator_status_patches",
+    "Status patches sent",
+    ["namespace", "service"],
     registry=REGISTRY,
 )
 
@@ -69,16 +73,12 @@ def record_instances(namespace: str, service: str, counts: dict[str, int], spent
 
 
 def forget_service(namespace: str, service: str) -> None:
+    """Drop a deleted service's series so that scrapes do not show ghosts."""
     for state in STATES:
-        INSTANCES.remove(namespace, service, state) if (namespace, service, state) in _keys(
-            INSTANCES
-        ) else None
-    if (namespace, service) in _keys(GLM_SPENT):
+        with contextlib.suppress(KeyError):
+            INSTANCES.remove(namespace, service, state)
+    with contextlib.suppress(KeyError):
         GLM_SPENT.remove(namespace, service)
-
-
-def _keys(metric: Gauge) -> set[tuple[str, ...]]:
-    return set(metric._metrics.keys())
 
 
 def serve(port: int) -> None:

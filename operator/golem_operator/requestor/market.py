@@ -140,7 +140,9 @@ class ServiceMarket:
             for provider, p in self._offers.items()
         ]
         chosen, refused = choose_offers(views, self._spec(), avoided=avoided)
-        self.last_refusals = [f"{r.offer.provider_name or r.offer.provider_id}: {r.reason}" for r in refused]
+        self.last_refusals = [
+            f"{r.offer.provider_name or r.offer.provider_id}: {r.reason}" for r in refused
+        ]
         if chosen:
             cheapest = chosen[0].max_cost
             self.cheapest_seen = (
@@ -167,13 +169,17 @@ class ServiceMarket:
         except GolemError as error:
             # The offer is stale (provider left or re-published): forget it.
             self._offers.pop(provider, None)
-            raise NegotiationFailed(provider, f"counter-proposal refused: {error.message}") from error
+            raise NegotiationFailed(
+                provider, f"counter-proposal refused: {error.message}"
+            ) from error
         future: asyncio.Future[Proposal] = asyncio.get_running_loop().create_future()
         self._drafts[counter] = future
         try:
             draft = await asyncio.wait_for(future, timeout=15.0)
         except TimeoutError as error:
-            raise NegotiationFailed(provider, "provider did not answer the counter-proposal") from error
+            raise NegotiationFailed(
+                provider, "provider did not answer the counter-proposal"
+            ) from error
         finally:
             self._drafts.pop(counter, None)
         try:

@@ -142,11 +142,17 @@ class PaymentProcessor:
             elif not decision.accept:
                 if doc.kind == "debit note":
                     await self.client.payment.reject_debit_note(
-                        doc.id, "INCORRECT_AMOUNT", decision.accepted_so_far, message=decision.reason
+                        doc.id,
+                        "INCORRECT_AMOUNT",
+                        decision.accepted_so_far,
+                        message=decision.reason,
                     )
                 else:
                     await self.client.payment.reject_invoice(
-                        doc.id, "INCORRECT_AMOUNT", decision.accepted_so_far, message=decision.reason
+                        doc.id,
+                        "INCORRECT_AMOUNT",
+                        decision.accepted_so_far,
+                        message=decision.reason,
                     )
         except GolemError as error:
             log.warning("settling %s %s failed: %s", doc.kind, doc.id, error)
@@ -159,7 +165,9 @@ class PaymentProcessor:
         now = datetime.now(UTC)
         for doc_id, (doc, first_seen) in list(self._orphans.items()):
             if now - first_seen > timedelta(hours=1):
-                log.warning("%s %s for unknown agreement %s left unpaid", doc.kind, doc_id, doc.agreement_id)
+                log.warning(
+                    "%s %s for unknown agreement %s left unpaid", doc.kind, doc_id, doc.agreement_id
+                )
                 self._orphans.pop(doc_id)
                 continue
             if self.lookup(doc.agreement_id) is not None:

@@ -1,0 +1,78 @@
+"""kopf registration: every handler of the operator, each delegating to the engine.
+
+The only module that imports kopf's decorators. Handlers return quickly; the service workers
+do the work in the background and report through status and Events.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from golem_operator import constants
+from golem_operator.config import OperatorConfig
+from golem_operator.handlers.engine import Engine, force_delete_requested
+from golem_operator.handlers.kube import Kube
+from golem_operator.observability import metrics
+
+RESOURCE = (constants.GROUP, constants.VERSION, constants.PLURAL)
+_state: dict[str, Engine] = {}
+
+
+def engine() -> Engine:
+    return _state["engine"]
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = memo.get("config") or OperatorConfig.from_env()
+    settings.persistence.finalizer = constants.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=constants.ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=constants.ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # Avoid kopf's silent watch-stream death: reconnect regularly.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.WARNING
+    settings.networking.request_timeout = 60
+    if memo.get("metrics", True) and config.metrics_port:
+        metrics.serve(config.metrics_port)
+    kube = await Kube.connect()
+    _state["engine"] = Engine(config, kube)
+    engine().start()
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if "engine" in _state:
+        await _state.pop("engine").close()
+
+
+@kopf.on.probe(id="alive")
+def alive(**_: Any) -> bool:
+    if "engine" not in _state or not engine().alive():
+        raise kopf.PermanentError("the operator's event loop is wedged")
+    return True
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def sync(body: kopf.Body, **_: Any) -> None:
+    engine().sync(dict(body))
+
+
+@kopf.on.delete(*RESOURCE)
+async def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    if force_delete_requested(dict(body)):
+        logger.warning("force-delete annotation set: dropping the finalizer without settling")
+        await engine().forget(dict(body))
+        return
+    if not await engine().delete(dict(body), wait=20.0):
+        raise kopf.TemporaryError("waiting for instances to stop and agreements to settle", delay=1)

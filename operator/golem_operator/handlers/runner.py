@@ -1,0 +1,49 @@
+"""`golem-operator run`: start the kopf operator with the registration module's handlers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import kopf
+
+from golem_operator.config import ConfigError, OperatorConfig
+from golem_operator.observability import logs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument("--standalone", action="store_true", help="no peering (default)")
+    peering.add_argument("--peering", metavar="NAME", help="kopf peering name (standby replicas)")
+    parser.add_argument("--no-metrics", action="store_true", help="do not serve Prometheus metrics")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as error:
+        print(f"golem-operator: configuration error: {error}")
+        return 2
+    logs.setup(config.log_format, config.log_level)
+    from golem_operator.handlers import registration  # noqa: F401  (registers the handlers)
+
+    namespaces = list(args.namespace) or list(config.namespaces)
+    clusterwide = args.all_namespaces or not namespaces
+    asyncio.run(
+        kopf.operator(
+            standalone=not args.peering,
+            peering_name=args.peering or "default",
+            namespaces=[] if clusterwide else namespaces,
+            clusterwide=clusterwide,
+            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz"
+            if config.health_port
+            else None,
+            memo=kopf.Memo(config=config, metrics=not args.no_metrics),
+        )
+    )
+    return 0

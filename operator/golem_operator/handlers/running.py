@@ -1,0 +1,134 @@
+"""Phase Running: repeat the run script (or poll the activity) and judge the instance's health.
+
+Called by an instance's driver. Consecutive failures are counted in status; at
+failureThreshold the instance fails (RunFailed: the stop script still runs). An activity or
+agreement that is gone ends it abruptly (ActivityLost). A Golem daemon outage is not the
+instance's fault and never counts as a failure.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from golem_operator.api.status import Instance
+from golem_operator.core.scripts import compile_script, summarize_results
+from golem_operator.core.states import Event, restart_allowed
+from golem_operator.golem import GolemError, GolemNotFound, GolemUnavailable
+from golem_operator.handlers import uploads
+from golem_operator.requestor.scripts import ScriptTimeout, run_batch
+
+if TYPE_CHECKING:
+    from golem_operator.handlers.service import ServiceWorker
+
+_DEAD_STATES = {"Terminated", "Unresponsive"}
+
+
+async def run(worker: ServiceWorker, instance: Instance) -> None:
+    """Runs until the instance is asked to stop or fails; returns after its transition."""
+    assert worker.daemon is not None and instance.activity_id
+    while True:
+        if instance.stopping_reason:
+            worker.transition(
+                instance, Event.STOP_REQUESTED, f"stopping ({instance.stopping_reason})"
+            )
+            return
+        spec = worker.spec_or_fail
+        script = spec.lifecycle.run
+        ok, message = await _probe(worker, instance)
+        if ok is None:  # the activity or agreement is gone
+            worker.respawn(instance, Event.ACTIVITY_LOST, message)
+            return
+        if ok:
+            if instance.consecutive_failures:
+                instance.consecutive_failures = 0
+                worker.writer.changed()
+        else:
+            instance.consecutive_failures += 1
+            worker.writer.changed()
+            if instance.consecutive_failures >= script.failure_threshold:
+                gone = await _gone(worker, instance)
+                if gone:
+                    worker.respawn(instance, Event.ACTIVITY_LOST, gone)
+                else:
+                    # The stop script still runs; the planner replaces the instance unless
+                    # restartPolicy says not to (then it keeps its replica slot, failed).
+                    instance.stopping_reason = "RunFailed"
+                    instance.final = not restart_allowed(spec.restart_policy, failed=True)
+                    worker.transition(
+                        instance,
+                        Event.RUN_FAILED,
+                        f"{instance.consecutive_failures} failed runs in a row: {message}",
+                    )
+                return
+        if await worker.sleep_or_stop(instance.name, script.interval_seconds):
+            continue
+
+
+async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None, str]:
+    """One health check: (True, '') healthy; (False, why) failed; (None, why) gone."""
+    assert worker.daemon is not None and instance.activity_id
+    client = worker.daemon.client
+    spec = worker.spec_or_fail
+    script = spec.lifecycle.run
+    if not script.commands:
+        try:
+            state = await client.activity.get_state(instance.activity_id)
+        except GolemUnavailable:
+            raise
+        except GolemNotFound:
+            return None, "the activity is gone"
+        except GolemError as error:
+            return False, f"activity state unknown: {error.message}"
+        if state.state[0] in _DEAD_STATES:
+            return None, f"the activity is {state.state[0]}"
+        return True, ""
+    try:
+        contents = await uploads.resolve(worker, list(script.commands))
+    except uploads.UploadError as error:
+        return False, str(error)
+    batch = compile_script(list(script.commands), contents)
+    failure = ""
+    try:
+        outcomes = await run_batch(client, instance.activity_id, batch, script.timeout_seconds)
+    except ScriptTimeout as timeout:
+        outcomes, failure = timeout.outcomes, str(timeout)
+    except GolemUnavailable:
+        raise
+    except GolemNotFound:
+        return None, "the activity is gone"
+    except GolemError as golem_error:
+        outcomes, failure = [], f"run script: {golem_error.message}"
+    result, downloads = summarize_results(
+        batch, outcomes, datetime.now(UTC).isoformat(timespec="seconds"), failure
+    )
+    instance.last_run = result
+    if downloads:
+        instance.downloads = downloads
+    worker.writer.changed()
+    return result.success, result.message
+
+
+async def _gone(worker: ServiceWorker, instance: Instance) -> str:
+    """Why the instance's activity or agreement is gone, or '' if both are alive."""
+    assert worker.daemon is not None
+    client = worker.daemon.client
+    if instance.agreement_id:
+        try:
+            agreement = await client.market.get_agreement(instance.agreement_id)
+            if agreement.state not in ("Approved",):
+                return f"the agreement is {agreement.state}"
+        except GolemNotFound:
+            return "the agreement is gone"
+    if instance.activity_id:
+        try:
+            state = await client.activity.get_state(instance.activity_id)
+            if state.state[0] in _DEAD_STATES:
+                return f"the activity is {state.state[0]}"
+        except GolemNotFound:
+            return "the activity is gone"
+        except GolemUnavailable:
+            raise
+        except GolemError:
+            return ""
+    return ""

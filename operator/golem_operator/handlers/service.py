@@ -1,0 +1,603 @@
+"""One GolemService's worker: reconcile (create/scale), adoption, and the instance drivers.
+
+Created by the engine when kopf reports the object (create, update, resume). The worker holds
+the status in memory — the operator's memory of what exists on Golem — applies transactions
+from ``core``, and lets the status writer patch it. Each instance has a driver task that runs
+the phase modules (starting, running, stopping) for its state. Deletion is the same reconcile
+with every instance asked to stop, then the demand and allocation are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr, ValidationError
+
+from golem_operator.api.spec import GolemServiceSpec, parse_duration
+from golem_operator.api.status import GolemServiceStatus, Instance
+from golem_operator.api.status import InstanceState as S
+from golem_operator.core import plan as planning
+from golem_operator.core import transactions as tx
+from golem_operator.core.market import (
+    AVOID_FOR,
+    avoided_providers,
+    build_demand,
+    next_instance_cost,
+)
+from golem_operator.core.payments import LinearPrice, check_payable
+from golem_operator.core.states import Event
+from golem_operator.golem import GolemError, GolemNotFound, GolemUnauthorized, GolemUnavailable
+from golem_operator.handlers import running, starting, stopping
+from golem_operator.handlers.daemons import Daemon
+from golem_operator.handlers.status import StatusWriter
+from golem_operator.observability import logs, metrics
+from golem_operator.requestor.market import ServiceMarket
+from golem_operator.requestor.payments import Decision, Document
+
+if TYPE_CHECKING:
+    from golem_operator.handlers.engine import Engine
+
+#: Deletion waits this long for the final invoices after every agreement is terminated.
+INVOICE_GRACE = timedelta(seconds=60)
+RECONCILE_PERIOD = 2.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ServiceWorker:
+    def __init__(self, engine: Engine, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        self.engine = engine
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.uid: str = meta.get("uid", "")
+        self.log = logs.for_service(__name__, self.namespace, self.name)
+        self.generation = 0
+        self.spec: GolemServiceSpec | None = None
+        self.spec_error: str | None = None
+        self.status = GolemServiceStatus.model_validate(body.get("status") or {})
+        self.deleting = False
+        self.deleted = asyncio.Event()
+        self.daemon: Daemon | None = None
+        self.market: ServiceMarket | None = None
+        self.problem: tuple[str, str] | None = None
+        self.drivers: dict[str, asyncio.Task[None]] = {}
+        self.stop_signals: dict[str, asyncio.Event] = {}
+        self.wake = asyncio.Event()
+        self.writer = StatusWriter(self._snapshot, self._patch, engine.config.status_interval)
+        self._task: asyncio.Task[None] | None = None
+        self._terminated_at: dict[str, datetime] = {}
+        self._all_stopped_at: datetime | None = None
+        self.update(body)
+
+    # --- lifecycle of the worker itself ---------------------------------------------------
+
+    def start(self) -> None:
+        self.writer.start()
+        self._task = asyncio.create_task(self._main(), name=f"service-{self.namespace}/{self.name}")
+
+    async def close(self) -> None:
+        """Stop driving (operator shutdown): Golem objects stay, recorded in status."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self.drivers.values()):
+            task.cancel()
+        for task in list(self.drivers.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.market is not None:
+            await self.market.close(unsubscribe=False)
+        await self.writer.close()
+
+    def update(self, body: dict[str, Any]) -> None:
+        """A new version of the object (spec change, deletion mark)."""
+        self.generation = body["metadata"].get("generation", 0)
+        self.uid = body["metadata"].get("uid", self.uid)
+        try:
+            self.spec = GolemServiceSpec.model_validate(body.get("spec") or {})
+            self.spec_error = None
+        except ValidationError as error:
+            # What the schema could not catch: keep serving with the last good spec.
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            self.spec_error = f"spec.{where}: {first['msg']}"
+        if body["metadata"].get("deletionTimestamp"):
+            self.deleting = True
+        self.wake.set()
+
+    @property
+    def ref(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+    def _snapshot(self) -> dict[str, Any]:
+        return self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    async def _patch(self, body: dict[str, Any]) -> bool:
+        metrics.STATUS_PATCHES.labels(self.namespace, self.name).inc()
+        return await self.engine.kube.patch_status(self.namespace, self.name, body)
+
+    # --- the reconcile loop ---------------------------------------------------------------
+
+    async def _main(self) -> None:
+        backoff = 1.0
+        adopted = False
+        while True:
+            try:
+                if not adopted:
+                    await self._connect()
+                    await self._adopt()
+                    adopted = True
+                await self.reconcile()
+                backoff = 1.0
+                if self.deleting and await self._finish_deletion():
+                    self.deleted.set()
+                    return
+            except asyncio.CancelledError:
+                raise
+            except GolemUnauthorized as error:
+                self._set_problem(
+                    "GolemUnauthorized", f"the Golem daemon refused the app key: {error.message}"
+                )
+                backoff = min(backoff * 2, 60.0)
+            except GolemUnavailable as error:
+                self._set_problem(
+                    "GolemUnreachable", f"cannot reach the Golem daemon: {error.message}"
+                )
+                backoff = min(backoff * 2, 30.0)
+            except GolemError as error:
+                self._set_problem("GolemError", str(error))
+                backoff = min(backoff * 2, 30.0)
+            except ConfigProblem as error:
+                self._set_problem(error.reason, str(error))
+                backoff = min(backoff * 2, 60.0)
+            except Exception as error:  # one service's bug must not stop the others
+                self.log.exception("reconcile failed")
+                metrics.RECONCILE_ERRORS.labels(
+                    self.namespace, self.name, type(error).__name__
+                ).inc()
+                self._set_problem("ReconcileError", f"{type(error).__name__}: {error}")
+                backoff = min(backoff * 2, 60.0)
+            else:
+                backoff = RECONCILE_PERIOD
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), backoff)
+
+    def _set_problem(self, reason: str, message: str) -> None:
+        if self.problem != (reason, message):
+            self.log.warning("%s: %s", reason, message)
+            self.engine.kube.event_soon(self.ref, reason, message, warning=True)
+        self.problem = (reason, message)
+        metrics.RECONCILE_ERRORS.labels(self.namespace, self.name, reason).inc()
+        self._summarize()
+
+    async def _connect(self) -> None:
+        if self.spec is None:
+            raise ConfigProblem("InvalidSpec", self.spec_error or "spec missing")
+        url, key = await self._daemon_credentials()
+        self.daemon = await self.engine.daemons.get(url, key)
+
+    async def _daemon_credentials(self) -> tuple[str, SecretStr]:
+        assert self.spec is not None
+        ref = self.spec.golem_ref
+        if ref is None:
+            if self.engine.config.golem_app_key is None:
+                raise ConfigProblem(
+                    "GolemNotConfigured",
+                    "no golemRef and the operator has no default app key (GOLEM_APPKEY)",
+                )
+            return self.engine.config.golem_url, self.engine.config.golem_app_key
+        try:
+            url = await self.engine.kube.read_secret_key(
+                self.namespace, ref.secret_name, ref.url_key
+            )
+            key = await self.engine.kube.read_secret_key(
+                self.namespace, ref.secret_name, ref.app_key_key
+            )
+        except Exception as error:
+            raise ConfigProblem(
+                "GolemRefInvalid", f"spec.golemRef: {type(error).__name__}: {_safe(error)}"
+            ) from None
+        return url.decode().strip(), SecretStr(key.decode().strip())
+
+    async def _adopt(self) -> None:
+        """Re-adopt what status records (after a restart), then make sure money and market exist."""
+        assert self.daemon is not None and self.spec is not None
+        client = self.daemon.client
+        for instance in self.status.instances:
+            if instance.agreement_id:
+                self.daemon.register(instance.agreement_id, self)
+        if self.status.allocation_id:
+            try:
+                await client.payment.get_allocation(self.status.allocation_id)
+            except GolemNotFound:
+                self.status.allocation_id = None
+        if self.status.allocation_id is None and not self.deleting:
+            allocation = await client.payment.create_allocation(
+                self.spec.budget_glm - Decimal(self.status.spent),
+                self.spec.market.payment.platform,
+                self.daemon.address,
+                timeout=utcnow() + timedelta(days=365),
+            )
+            self.status.allocation_id = allocation.allocation_id
+            self.writer.changed()
+            await self.writer.flush()
+        if self.status.demand_id:
+            # Events of an old subscription were consumed by the previous run: start afresh.
+            with contextlib.suppress(GolemError):
+                await client.market.unsubscribe_demand(self.status.demand_id)
+            self.status.demand_id = None
+        if not self.deleting:
+            await self._subscribe()
+        for instance in self.status.instances:
+            self._ensure_driver(instance)
+
+    async def _subscribe(self) -> None:
+        assert self.daemon is not None and self.spec is not None
+        decorations = None
+        if self.status.allocation_id:
+            with contextlib.suppress(GolemError):
+                deco = await self.daemon.client.payment.get_demand_decorations(
+                    [self.status.allocation_id]
+                )
+                decorations = (deco.properties_dict(), list(deco.constraints))
+        demand = build_demand(
+            self.spec,
+            now=utcnow(),
+            node_name=f"golem-operator/{self.namespace}/{self.name}",
+            requestor_address=self.daemon.address,
+            decorations=decorations,
+        )
+        subscription = await self.daemon.client.market.subscribe_demand(
+            demand.properties, demand.constraints
+        )
+        self.status.demand_id = subscription
+        self.writer.changed()
+        self.market = ServiceMarket(
+            self.daemon.client,
+            subscription,
+            (demand.properties, demand.constraints),
+            lambda: self.spec_or_fail,
+        )
+        self.market.start()
+        self._demand_spec = self.spec
+
+    @property
+    def spec_or_fail(self) -> GolemServiceSpec:
+        assert self.spec is not None
+        return self.spec
+
+    async def reconcile(self) -> None:
+        """One level-triggered pass: plan against the recorded instances and act."""
+        if self.spec is None:
+            raise ConfigProblem("InvalidSpec", self.spec_error or "spec missing")
+        metrics.RECONCILES.labels(self.namespace, self.name).inc()
+        spec = self.spec
+        now = utcnow()
+        if not self.deleting and self.market is not None and self._demand_spec != spec:
+            # Payload or market changed: publish a new demand; running instances stay.
+            old = self.market
+            self.market = None
+            await old.close(unsubscribe=True)
+            await self._subscribe()
+        if self.market is None and not self.deleting:
+            await self._subscribe()
+        actions = planning.plan(
+            replicas=spec.replicas,
+            instances=self.status.instances,
+            now=now,
+            agreement_duration=parse_duration(spec.agreement_duration),
+            budget=self.budget(),
+            deleting=self.deleting,
+        )
+        for action in actions:
+            if isinstance(action, planning.AddInstance):
+                instance = tx.add_instance(self.status, self.name, now, action.replaces)
+                self.event(
+                    instance,
+                    "Created" if not action.replaces else "Renewing",
+                    "new instance" if not action.replaces else f"renewing {action.replaces}",
+                )
+                self._ensure_driver(instance)
+            elif isinstance(action, planning.StopInstance):
+                self.request_stop(action.name, action.reason)
+            elif isinstance(action, planning.PruneInstance):
+                self.status.instances = [i for i in self.status.instances if i.name != action.name]
+        blocked = not self.deleting and planning.budget_blocked(
+            spec.replicas, self.status.instances, actions
+        )
+        if blocked:
+            self.problem = (
+                "BudgetExhausted",
+                f"budget {spec.budget} GLM would be exceeded by another instance "
+                f"(spent {self.status.spent})",
+            )
+        elif self.problem is not None and self.problem[0] != "InvalidSpec":
+            self.problem = None
+        if self.spec_error:
+            self.problem = ("InvalidSpec", self.spec_error)
+        for instance in self.status.instances:
+            self._ensure_driver(instance)
+        self._summarize()
+
+    def _summarize(self) -> None:
+        replicas = self.spec.replicas if self.spec else 0
+        tx.summarize(
+            self.status,
+            service=self.name,
+            replicas=0 if self.deleting else replicas,
+            generation=self.generation,
+            now=utcnow(),
+            deleting=self.deleting,
+            problem=self.problem,
+        )
+        counts: dict[str, int] = {}
+        for instance in self.status.instances:
+            counts[instance.state.value] = counts.get(instance.state.value, 0) + 1
+        metrics.record_instances(self.namespace, self.name, counts, float(self.status.spent))
+        self.writer.changed()
+
+    def budget(self) -> planning.Budget:
+        assert self.spec is not None
+        committed = Decimal(0)
+        duration = Decimal(int(parse_duration(self.spec.agreement_duration).total_seconds()))
+        for instance in self.status.instances:
+            if instance.price is not None and not instance.settled:
+                most = LinearPrice.from_status(instance.price).max_cost(duration)
+                committed += max(most - Decimal(instance.spent), Decimal(0))
+        cheapest = self.market.cheapest_seen if self.market else None
+        return planning.Budget(
+            total=self.spec.budget_glm,
+            spent=Decimal(self.status.spent),
+            committed=committed,
+            next_instance=next_instance_cost(self.spec, cheapest),
+        )
+
+    # --- instances ------------------------------------------------------------------------
+
+    def instance(self, name: str) -> Instance | None:
+        for instance in self.status.instances:
+            if instance.name == name:
+                return instance
+        return None
+
+    def _ensure_driver(self, instance: Instance) -> None:
+        task = self.drivers.get(instance.name)
+        if task is not None and not task.done():
+            return
+        if instance.state is S.TERMINATED:
+            return  # payment settles it; nothing to drive
+        self.stop_signals.setdefault(instance.name, asyncio.Event())
+        if instance.stopping_reason:
+            self.stop_signals[instance.name].set()
+        self.drivers[instance.name] = asyncio.create_task(
+            self._drive(instance.name), name=f"instance-{self.namespace}/{instance.name}"
+        )
+
+    def request_stop(self, name: str, reason: str) -> None:
+        instance = self.instance(name)
+        if instance is None or instance.stopping_reason == reason:
+            return
+        instance.stopping_reason = reason
+        self.stop_signals.setdefault(name, asyncio.Event()).set()
+        self.writer.changed()
+
+    def stop_requested(self, name: str) -> bool:
+        signal = self.stop_signals.get(name)
+        return signal is not None and signal.is_set()
+
+    async def sleep_or_stop(self, name: str, seconds: float) -> bool:
+        """Sleep; True if a stop was requested meanwhile."""
+        signal = self.stop_signals.setdefault(name, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signal.wait(), seconds)
+        return signal.is_set()
+
+    async def _drive(self, name: str) -> None:
+        backoff = 1.0
+        while True:
+            instance = self.instance(name)
+            if instance is None:
+                return
+            try:
+                if instance.state is S.PENDING:
+                    await starting.acquire(self, instance)
+                elif instance.state is S.STARTING:
+                    await starting.start(self, instance)
+                elif instance.state is S.RUNNING:
+                    await running.run(self, instance)
+                elif instance.state is S.STOPPING:
+                    await stopping.stop(self, instance)
+                else:
+                    return
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except GolemUnavailable as error:
+                self._set_problem(
+                    "GolemUnreachable", f"cannot reach the Golem daemon: {error.message}"
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except Exception as error:
+                self.log.exception("instance %s: driver error", name)
+                metrics.RECONCILE_ERRORS.labels(
+                    self.namespace, self.name, type(error).__name__
+                ).inc()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def transition(self, instance: Instance, event: Event, message: str = "") -> None:
+        """Apply a state-machine event to an instance, record it, and tell kubectl describe."""
+        old, new = tx.transition(instance, event, self.spec_or_fail, utcnow(), message)
+        metrics.TRANSITIONS.labels(self.namespace, self.name, event.value).inc()
+        text = f"{instance.name}: {old.value} -> {new.value}" + (f": {message}" if message else "")
+        self.log.info(text)
+        warning = event in (Event.START_FAILED, Event.RUN_FAILED, Event.ACTIVITY_LOST)
+        self.engine.kube.event_soon(self.ref, event.value, text, warning=warning)
+        if new is S.TERMINATED:
+            self._terminated_at.setdefault(instance.name, utcnow())
+        self._summarize()
+        self.wake.set()
+
+    def respawn(self, instance: Instance, event: Event, message: str) -> None:
+        """A failed instance that held an agreement ends; a successor takes its replica slot.
+
+        The old record stays (Terminated) until its invoice is settled: money is tracked per
+        agreement. Used where the state machine says Pending (respawn or restart).
+        """
+        self.transition(instance, event, message)
+        if instance.state is S.TERMINATED:
+            instance.final = True  # not replaced (policy): it keeps its replica slot
+        if instance.state is S.PENDING and instance.agreement_id:
+            instance.state = S.TERMINATED
+            self._terminated_at.setdefault(instance.name, utcnow())
+            successor = tx.add_instance(self.status, self.name, utcnow())
+            successor.restarts = instance.restarts
+            successor.replaces = None
+            instance.restarts -= 1
+            instance.message = f"{message}; replaced by {successor.name}"[: tx.MESSAGE_CAP]
+            self._ensure_driver(successor)
+            self._ensure_driver(instance)
+            self._summarize()
+
+    def avoid(self, provider_id: str, reason: str) -> None:
+        until = utcnow() + AVOID_FOR
+        self.status.avoided_providers[provider_id] = until.isoformat(timespec="seconds")
+        self.log.info("avoiding provider %s until %s: %s", provider_id, until, reason)
+        self.writer.changed()
+
+    def avoided(self) -> set[str]:
+        now = utcnow()
+        self.status.avoided_providers = {
+            p: u
+            for p, u in self.status.avoided_providers.items()
+            if datetime.fromisoformat(u) > now
+        }
+        return avoided_providers(self.status.avoided_providers, now)
+
+    def provider_load(self) -> dict[str, int]:
+        load: dict[str, int] = {}
+        for instance in self.status.instances:
+            if instance.provider and instance.state in (S.STARTING, S.RUNNING, S.PENDING):
+                load[instance.provider.id] = load.get(instance.provider.id, 0) + 1
+        return load
+
+    def event(self, instance: Instance, reason: str, message: str, warning: bool = False) -> None:
+        self.engine.kube.event_soon(self.ref, reason, f"{instance.name}: {message}", warning)
+
+    # --- payments (PaymentOwner) ----------------------------------------------------------
+
+    def _by_agreement(self, agreement_id: str) -> Instance | None:
+        for instance in self.status.instances:
+            if instance.agreement_id == agreement_id:
+                return instance
+        return None
+
+    def decide(self, document: Document) -> Decision:
+        instance = self._by_agreement(document.agreement_id)
+        accepted = Decimal(instance.spent) if instance else Decimal(0)
+        if instance is None or instance.price is None or instance.approved_at is None:
+            return Decision(False, f"unknown agreement {document.agreement_id}", None, accepted)
+        end = self._terminated_at.get(instance.name, utcnow())
+        if instance.state is not S.TERMINATED:
+            end = utcnow()
+        elapsed = Decimal(
+            max((end - datetime.fromisoformat(instance.approved_at)).total_seconds(), 0)
+        )
+        assert self.spec is not None
+        verdict = check_payable(
+            amount=document.amount,
+            price=LinearPrice.from_status(instance.price),
+            elapsed_seconds=elapsed,
+            accepted_so_far=accepted,
+            budget_left=self.spec.budget_glm - Decimal(self.status.spent),
+            what=document.kind,
+        )
+        return Decision(verdict.accept, verdict.reason, self.status.allocation_id, accepted)
+
+    async def paid(self, document: Document, decision: Decision) -> None:
+        instance = self._by_agreement(document.agreement_id)
+        if instance is None:
+            return
+        if decision.accept:
+            increment = max(document.amount - Decimal(instance.spent), Decimal(0))
+            instance.spent = str(max(document.amount, Decimal(instance.spent)))
+            self.status.spent = str(Decimal(self.status.spent) + increment)
+        else:
+            self.event(
+                instance,
+                f"{document.kind.title().replace(' ', '')}Rejected",
+                f"{document.kind} {document.id} for {document.amount} GLM rejected: "
+                f"{decision.reason}",
+                warning=True,
+            )
+        if document.kind == "invoice":
+            instance.settled = True
+            if self.daemon is not None:
+                self.daemon.unregister(document.agreement_id)
+            self.event(
+                instance,
+                "InvoiceAccepted" if decision.accept else "InvoiceRejected",
+                f"invoice {document.amount} GLM: {decision.reason}",
+            )
+        self._summarize()
+        self.wake.set()
+
+    # --- deletion -------------------------------------------------------------------------
+
+    async def _finish_deletion(self) -> bool:
+        """True once every instance stopped and settled (or the invoice grace passed)."""
+        if any(i.state is not S.TERMINATED for i in self.status.instances):
+            return False
+        now = utcnow()
+        if self._all_stopped_at is None:
+            self._all_stopped_at = now
+        unsettled = [i for i in self.status.instances if not i.settled and i.agreement_id]
+        if unsettled and now - self._all_stopped_at < INVOICE_GRACE:
+            return False
+        for instance in unsettled:
+            self.event(
+                instance,
+                "InvoiceMissing",
+                f"no invoice for agreement {instance.agreement_id} within {INVOICE_GRACE}",
+                warning=True,
+            )
+        assert self.daemon is not None
+        if self.market is not None:
+            await self.market.close(unsubscribe=True)
+            self.market = None
+        elif self.status.demand_id:
+            with contextlib.suppress(GolemNotFound):
+                await self.daemon.client.market.unsubscribe_demand(self.status.demand_id)
+        self.status.demand_id = None
+        if self.status.allocation_id:
+            with contextlib.suppress(GolemNotFound):
+                await self.daemon.client.payment.release_allocation(self.status.allocation_id)
+            self.status.allocation_id = None
+        self._summarize()
+        await self.writer.flush()
+        return True
+
+
+class ConfigProblem(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _safe(error: BaseException) -> str:
+    """An exception text without response bodies (which could carry secret data)."""
+    status = getattr(error, "status", None)
+    reason = getattr(error, "reason", None)
+    if status is not None:
+        return f"{status} {reason or ''}".strip()
+    return str(error)[:200]

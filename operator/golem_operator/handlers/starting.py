@@ -1,0 +1,218 @@
+"""Phases Pending and Starting: find a provider, sign, create the activity, run the start script.
+
+Called by an instance's driver. Every Golem object is recorded in status (and the status
+flushed) before the operator relies on it: the agreement id before confirming, the activity
+id before executing anything on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from golem_operator.api.spec import parse_duration
+from golem_operator.api.status import Instance, Provider
+from golem_operator.core import transactions as tx
+from golem_operator.core.scripts import compile_script, summarize_results
+from golem_operator.core.states import Event
+from golem_operator.golem import (
+    GolemAgreementNotApproved,
+    GolemError,
+    GolemNotFound,
+    GolemTimeout,
+    GolemUnavailable,
+)
+from golem_operator.handlers import uploads
+from golem_operator.requestor.market import NegotiationFailed
+from golem_operator.requestor.scripts import ScriptTimeout, run_batch
+
+if TYPE_CHECKING:
+    from golem_operator.handlers.service import ServiceWorker
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def acquire(worker: ServiceWorker, instance: Instance) -> None:
+    """Pending: negotiate an agreement; on approval the instance is Starting."""
+    if instance.stopping_reason:
+        await _abandon_pending(worker, instance)
+        worker.transition(
+            instance, Event.STOP_REQUESTED, f"stopped before start ({instance.stopping_reason})"
+        )
+        return
+    assert worker.daemon is not None
+    market_api = worker.daemon.client.market
+    if instance.agreement_id:
+        # Recorded before a crash: adopt it if it got approved, else drop it.
+        try:
+            agreement = await market_api.get_agreement(instance.agreement_id)
+        except GolemNotFound:
+            agreement = None
+        if agreement is not None and agreement.state == "Approved":
+            worker.transition(
+                instance, Event.AGREEMENT_SIGNED, f"re-adopted agreement {instance.agreement_id}"
+            )
+            return
+        await _abandon_pending(worker, instance)
+    market = worker.market
+    if market is None:
+        await worker.sleep_or_stop(instance.name, 1.0)
+        return
+    candidates = market.candidates(worker.avoided(), worker.provider_load())
+    if not candidates:
+        refusals = "; ".join(market.last_refusals[:3])
+        message = "waiting for offers" + (f" (refused: {refusals})" if refusals else "")
+        if instance.message != message:
+            instance.message = message[: tx.MESSAGE_CAP]
+            worker.writer.changed()
+        await market.wait_for_offers(2.0)
+        return
+    choice = candidates[0]
+    duration = parse_duration(worker.spec_or_fail.agreement_duration)
+    valid_to = now() + duration
+    try:
+        draft = await market.negotiate(choice, valid_to)
+    except NegotiationFailed as failure:
+        worker.avoid(failure.provider_id or choice.offer.provider_id, str(failure))
+        return
+    # Record before confirming: a crash from here on leaves an agreement status knows.
+    offer = choice.offer
+    instance.agreement_id = draft.agreement_id
+    instance.provider = Provider(id=offer.provider_id, name=offer.provider_name)
+    instance.price = choice.price.to_status()
+    instance.agreement_expires_at = valid_to.isoformat(timespec="seconds")
+    instance.message = f"signing agreement with {offer.provider_name or offer.provider_id}"
+    worker.daemon.register(draft.agreement_id, worker)
+    worker.writer.changed()
+    await worker.writer.flush()
+    try:
+        await market_api.confirm_agreement(draft.agreement_id)
+        await _wait_for_approval(worker, draft.agreement_id)
+    except (GolemAgreementNotApproved, GolemTimeout, NegotiationFailed) as error:
+        worker.avoid(offer.provider_id, f"agreement not approved: {error}")
+        await _abandon_pending(worker, instance)
+        instance.message = (
+            f"{offer.provider_name or offer.provider_id} did not approve; looking again"
+        )
+        worker.writer.changed()
+        return
+    instance.approved_at = now().isoformat(timespec="seconds")
+    worker.transition(
+        instance,
+        Event.AGREEMENT_SIGNED,
+        f"agreement {draft.agreement_id} with {offer.provider_name or offer.provider_id}",
+    )
+
+
+async def _wait_for_approval(worker: ServiceWorker, agreement_id: str) -> None:
+    assert worker.daemon is not None
+    for _ in range(3):
+        try:
+            await worker.daemon.client.market.wait_for_approval(agreement_id, timeout=10.0)
+            return
+        except GolemTimeout:
+            continue
+    raise NegotiationFailed("", "provider did not approve within 30s")
+
+
+async def _abandon_pending(worker: ServiceWorker, instance: Instance) -> None:
+    """Drop an agreement that was never approved (nothing to pay)."""
+    assert worker.daemon is not None
+    if instance.agreement_id:
+        with contextlib.suppress(GolemError):
+            await worker.daemon.client.market.terminate_agreement(
+                instance.agreement_id,
+                {"message": "not needed", "golem.requestor.code": "Cancelled"},
+            )
+        worker.daemon.unregister(instance.agreement_id)
+    tx.release_golem_objects(instance)
+    worker.writer.changed()
+
+
+async def start(worker: ServiceWorker, instance: Instance) -> None:
+    """Starting: create the activity and run the start script once."""
+    assert worker.daemon is not None and instance.agreement_id
+    spec = worker.spec_or_fail
+    client = worker.daemon.client
+    if instance.stopping_reason:
+        worker.transition(
+            instance, Event.STOP_REQUESTED, f"stop requested ({instance.stopping_reason})"
+        )
+        return
+    if instance.activity_id:
+        # The operator stopped during the start script: its progress is unknown, so the
+        # start is redone from scratch on a new agreement (the old one is terminated and paid).
+        await fail_start(worker, instance, "the operator restarted during the start script")
+        return
+    try:
+        activity_id = await client.activity.create_activity(instance.agreement_id, timeout=30.0)
+    except GolemUnavailable:
+        raise
+    except GolemError as error:
+        await fail_start(worker, instance, f"activity not created: {error.message}")
+        return
+    instance.activity_id = activity_id
+    instance.message = "running the start script"
+    worker.writer.changed()
+    await worker.writer.flush()
+    commands = spec.lifecycle.start.full_script()
+    try:
+        contents = await uploads.resolve(worker, commands)
+    except uploads.UploadError as error:
+        await fail_start(worker, instance, str(error))
+        return
+    batch = compile_script(commands, contents)
+    timeout = spec.lifecycle.start.timeout_seconds
+    try:
+        outcomes = await run_batch(client, activity_id, batch, timeout)
+        failure = ""
+    except ScriptTimeout as timeout_error:
+        outcomes, failure = timeout_error.outcomes, str(timeout_error)
+    except GolemUnavailable:
+        raise
+    except GolemError as golem_error:
+        outcomes, failure = [], f"start script: {golem_error.message}"
+    result, downloads = summarize_results(
+        batch, outcomes, now().isoformat(timespec="seconds"), failure
+    )
+    instance.last_run = result
+    if downloads:
+        instance.downloads = downloads
+    if result.success:
+        worker.transition(instance, Event.START_SUCCEEDED, "start script succeeded")
+    else:
+        await fail_start(worker, instance, f"start script failed: {result.message}")
+
+
+async def fail_start(worker: ServiceWorker, instance: Instance, message: str) -> None:
+    """The start failed: free the provider, then respawn elsewhere or end (per the spec)."""
+    assert worker.daemon is not None
+    if instance.provider is not None:
+        worker.avoid(instance.provider.id, message)
+    await release(worker, instance, reason=message)
+    worker.respawn(instance, Event.START_FAILED, message)
+
+
+async def release(worker: ServiceWorker, instance: Instance, reason: str) -> None:
+    """Destroy the activity and terminate the agreement, treating 'already gone' as done."""
+    assert worker.daemon is not None
+    client = worker.daemon.client
+    if instance.activity_id:
+        try:
+            await client.activity.destroy_activity(instance.activity_id, timeout=10.0)
+        except GolemUnavailable:
+            raise
+        except GolemError:
+            pass  # gone already, or the provider stopped answering: the agreement ends anyway
+    if instance.agreement_id:
+        try:
+            await client.market.terminate_agreement(
+                instance.agreement_id, {"message": reason[:200], "golem.requestor.code": "Success"}
+            )
+        except GolemUnavailable:
+            raise
+        except GolemError:
+            pass  # already terminated (by the provider or a previous attempt)
