@@ -22,7 +22,9 @@ from support.yagna import (
     YAGNA_VERSION,
     YagnaDaemon,
     YagnaProcesses,
+    YagnaStartError,
     processes_in_namespace,
+    running_yagna,
     yagna_binary,
     yagna_environment,
 )
@@ -134,3 +136,18 @@ async def test_teardown_leaves_no_process_and_no_namespace(tmp_path: Path) -> No
         if stray.poll() is None:
             stray.kill()
             stray.wait()
+
+
+async def test_a_missing_binary_fails_the_fixture(tmp_path: Path) -> None:
+    with pytest.raises(YagnaStartError, match="yagna binary not found"):
+        async with running_yagna(tmp_path, binary=tmp_path / "no-such-yagna"):
+            pass
+
+
+async def test_a_daemon_that_exits_at_once_fails_the_fixture(tmp_path: Path) -> None:
+    exits = tmp_path / "yagna"
+    exits.write_text("#!/bin/sh\necho 'cannot start' >&2\nexit 3\n")
+    exits.chmod(0o755)
+    with pytest.raises(YagnaStartError, match=r"exited with 3(.|\n)*cannot start"):
+        async with running_yagna(tmp_path, binary=exits):
+            pass

@@ -7,12 +7,14 @@ skips.
 
 Isolation, in one picture::
 
-    test process (host netns)           network namespace made by `unshare --net` (only lo)
-    127.0.0.1:<free port> listening  -> yagna_netns_host.py relays each connection to
-    socket, bound BEFORE the unshare     127.0.0.1:7465 (yagna REST), and serves the fake
-    and inherited by the host process    Ethereum JSON-RPC on 127.0.0.1:8545
-                                        yagna service run   (via `nsenter --net=...`)
-                                        yagna CLI commands  (via `nsenter --net=...`)
+    host network namespace                | private namespace (`unshare --net`, only lo, up)
+    --------------------------------------+--------------------------------------------------
+    test: httpx -> 127.0.0.1:<free port>  | yagna_netns_host.py (the anchor): accepts on
+      (a listening socket the fixture     |   that host-side socket and relays each
+       bound, inherited by the anchor)    |   connection to 127.0.0.1:7465 = yagna REST;
+                                          |   serves a fake Ethereum JSON-RPC on :8545
+                                          | yagna service run   (nsenter --net=<anchor>)
+                                          | yagna CLI commands  (nsenter --net=<anchor>)
 
 * The anchor process `yagna_netns_host.py` is exec'ed by `unshare --net`, brings `lo` up and
   refuses to run if any other interface exists. yagna and every `yagna` CLI call enter its
@@ -32,7 +34,7 @@ Isolation, in one picture::
 * Every endpoint yagna knows points at 127.0.0.1 (see `yagna_environment`); HOME, YAGNA_DATADIR
   and the logs live in a fresh directory per session. The second identity (`prov`) is created,
   given an app key, and yagna is restarted once so that it treats the identity as local;
-  `yagna payment init` runs after each start.
+  `yagna payment init --sender` / `--receiver` run after that restart (they do not persist).
 """
 
 from __future__ import annotations
@@ -303,9 +305,11 @@ class YagnaProcesses:
             await proc.wait()
             raise YagnaStartError(f"`yagna {args[0]} {args[1]}` timed out") from None
         if proc.returncode != 0:
+            stderr = err.decode(errors="replace")[-2000:]
+            for secret in self._secrets:
+                stderr = stderr.replace(secret, "<app-key>")
             raise YagnaStartError(
-                f"`yagna {' '.join(args[:3])}` failed ({proc.returncode}): "
-                + err.decode(errors="replace")[-2000:]
+                f"`yagna {' '.join(args[:3])}` failed ({proc.returncode}): {stderr}"
             )
         return out.decode()
 

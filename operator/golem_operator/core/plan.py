@@ -59,14 +59,23 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+#: Stop reasons the planner gives; only these release a final instance's replica slot.
+_RELEASING = frozenset({"ScaleDown", "Deleted", "Superseded"})
+
+
+def _holds_replica(instance: Instance) -> bool:
+    if instance.final:
+        # Failed for good (policy): it keeps its slot, also while its stop script runs after
+        # RunFailed, until the planner itself stops it.
+        return instance.stopping_reason not in _RELEASING
+    return instance.state in _STOP_RANK and not instance.stopping_reason
+
+
 def counted(instances: list[Instance]) -> list[Instance]:
-    """Instances that count towards replicas: active, not asked to stop, not superseded."""
+    """Instances that count towards replicas: active, not asked to stop, not superseded; and
+    final (failed, not to be replaced) ones until a scale-down releases them."""
     superseded = {i.replaces for i in instances if i.replaces and i.state is not S.TERMINATED}
-    return [
-        i
-        for i in instances
-        if (i.state in _STOP_RANK or i.final) and not i.stopping_reason and i.name not in superseded
-    ]
+    return [i for i in instances if _holds_replica(i) and i.name not in superseded]
 
 
 def choose_to_stop(instances: list[Instance], count: int) -> list[Instance]:
@@ -75,7 +84,7 @@ def choose_to_stop(instances: list[Instance], count: int) -> list[Instance]:
 
     def key(instance: Instance) -> tuple[int, float]:
         created = _time(instance.started_at or instance.created_at)
-        rank = -1 if instance.state is S.TERMINATED else _STOP_RANK[instance.state]
+        rank = _STOP_RANK.get(instance.state, -1)  # failed (final) ones first
         # Newest first within a state: negate the timestamp.
         return (rank, -(created.timestamp() if created else 0.0))
 
@@ -109,14 +118,21 @@ def plan(
     live = counted(instances)
     by_name = {i.name: i for i in instances}
     missing = replicas - len(live)
+    replaced = {i.replaces: i for i in instances if i.replaces and i.state is not S.TERMINATED}
     # Scale-down is chosen first: an instance about to be stopped needs no renewal.
-    scale_down = choose_to_stop(live, -missing)
-    leaving = {i.name for i in scale_down}
+    scale_down = [StopInstance(i.name, "ScaleDown") for i in choose_to_stop(live, -missing)]
+    # A renewal successor taken by scale-down takes its predecessor along: otherwise the old
+    # instance would count again once its successor is gone, to be renewed or stopped later.
+    for stop in list(scale_down):
+        successor = by_name[stop.name]
+        old = by_name.get(successor.replaces or "")
+        if old is not None and replaced.get(old.name) is successor and _holds_replica(old):
+            scale_down.append(StopInstance(old.name, "ScaleDown"))
+    leaving = {stop.name for stop in scale_down}
 
     # Expiration: a Running instance near its agreement's end gets a replacement; once the
     # replacement runs, the old one is stopped. The replica count holds throughout.
     margin = expiry_margin(agreement_duration)
-    replaced = {i.replaces: i for i in instances if i.replaces and i.state is not S.TERMINATED}
     renewals: list[str] = []
     for instance in live:
         expires = _time(instance.agreement_expires_at)
@@ -149,13 +165,20 @@ def plan(
         old = by_name.get(old_name)
         if old is None or old.state not in _STOP_RANK or old.stopping_reason:
             continue
+        if old.name in leaving:
+            continue  # already stopped by the scale-down
         if successor.state is S.RUNNING:
             actions.append(StopInstance(old.name, "Superseded"))
         # A successor that ended Terminated frees the old one: it is renewed again.
 
-    actions += [StopInstance(i.name, "ScaleDown") for i in scale_down]
+    actions += scale_down
 
-    settled = [i for i in instances if i.state is S.TERMINATED and i.settled]
+    # A final instance holds its replica slot: forgetting it would replace it. (Once released
+    # by a scale-down it no longer counts, and is pruned on a later pass.)
+    holding = {i.name for i in live}
+    settled = [
+        i for i in instances if i.state is S.TERMINATED and i.settled and i.name not in holding
+    ]
     for old in settled[: max(len(settled) - keep_terminated, 0)]:
         actions.append(PruneInstance(old.name))
     return actions

@@ -149,10 +149,12 @@ def summarize(
     status.selector = f"services.golem.network/service={service}"
     status.observed_generation = generation
 
+    # A final instance failed for good, whatever its last event (a RunFailed one ends Stopped).
     failed = [
         i
         for i in status.instances
-        if i.state is S.TERMINATED and i.reason in ("StartFailed", "RunFailed", "ActivityLost")
+        if i.state is S.TERMINATED
+        and (i.final or i.reason in ("StartFailed", "RunFailed", "ActivityLost"))
     ]
     ready = len(running) >= replicas
     progressing = not ready or any(

@@ -28,6 +28,10 @@ def engine() -> Engine:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = memo.get("config") or OperatorConfig.from_env()
+    settings.peering.standalone = not memo.get("peering")
+    if memo.get("peering"):
+        settings.peering.name = memo["peering"]
+        settings.peering.mandatory = True
     settings.persistence.finalizer = constants.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=constants.ANNOTATION_PREFIX
@@ -64,7 +68,7 @@ def alive(**_: Any) -> bool:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def sync(body: kopf.Body, **_: Any) -> None:
+async def sync(body: kopf.Body, **_: Any) -> None:
     engine().sync(dict(body))
 
 

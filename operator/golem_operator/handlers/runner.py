@@ -37,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
     asyncio.run(
         kopf.operator(
             standalone=not args.peering,
-            peering_name=args.peering or "default",
+            peering_name=args.peering,
             namespaces=[] if clusterwide else namespaces,
             clusterwide=clusterwide,
             liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz"
             if config.health_port
             else None,
-            memo=kopf.Memo(config=config, metrics=not args.no_metrics),
+            memo=kopf.Memo(config=config, metrics=not args.no_metrics, peering=args.peering),
         )
     )
     return 0

@@ -469,8 +469,8 @@ class ServiceWorker:
             self._ensure_driver(instance)
             self._summarize()
 
-    def avoid(self, provider_id: str, reason: str) -> None:
-        until = utcnow() + AVOID_FOR
+    def avoid(self, provider_id: str, reason: str, period: timedelta = AVOID_FOR) -> None:
+        until = utcnow() + period
         self.status.avoided_providers[provider_id] = until.isoformat(timespec="seconds")
         self.log.info("avoiding provider %s until %s: %s", provider_id, until, reason)
         self.writer.changed()

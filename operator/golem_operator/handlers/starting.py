@@ -8,7 +8,7 @@ id before executing anything on it.
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from golem_operator.api.spec import parse_duration
@@ -29,6 +29,10 @@ from golem_operator.requestor.scripts import ScriptTimeout, run_batch
 
 if TYPE_CHECKING:
     from golem_operator.handlers.service import ServiceWorker
+
+
+#: How long a provider that failed a negotiation is skipped.
+NEGOTIATION_PAUSE = timedelta(seconds=30)
 
 
 def now() -> datetime:
@@ -76,7 +80,10 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     try:
         draft = await market.negotiate(choice, valid_to)
     except NegotiationFailed as failure:
-        worker.avoid(failure.provider_id or choice.offer.provider_id, str(failure))
+        # Negotiation trouble is often transient (a busy provider): avoid it only briefly.
+        worker.avoid(
+            failure.provider_id or choice.offer.provider_id, str(failure), NEGOTIATION_PAUSE
+        )
         return
     # Record before confirming: a crash from here on leaves an agreement status knows.
     offer = choice.offer
@@ -92,7 +99,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         await market_api.confirm_agreement(draft.agreement_id)
         await _wait_for_approval(worker, draft.agreement_id)
     except (GolemAgreementNotApproved, GolemTimeout, NegotiationFailed) as error:
-        worker.avoid(offer.provider_id, f"agreement not approved: {error}")
+        worker.avoid(offer.provider_id, f"agreement not approved: {error}", NEGOTIATION_PAUSE)
         await _abandon_pending(worker, instance)
         instance.message = (
             f"{offer.provider_name or offer.provider_id} did not approve; looking again"

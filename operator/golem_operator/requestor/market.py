@@ -67,6 +67,7 @@ class ServiceMarket:
         self._offers: dict[str, Proposal] = {}  # provider id -> latest Initial proposal
         self._drafts: dict[str, asyncio.Future[Proposal]] = {}  # our counter id -> their draft
         self._changed = asyncio.Event()
+        self._claimed: set[str] = set()  # providers being negotiated with right now
         self._task: asyncio.Task[None] | None = None
         self.cheapest_seen: Decimal | None = None
         self.last_refusals: list[str] = []
@@ -138,6 +139,7 @@ class ServiceMarket:
                 properties=p.properties,
             )
             for provider, p in self._offers.items()
+            if provider not in self._claimed
         ]
         chosen, refused = choose_offers(views, self._spec(), avoided=avoided)
         self.last_refusals = [
@@ -158,6 +160,15 @@ class ServiceMarket:
 
     async def negotiate(self, choice: Choice, valid_to: datetime) -> Draft:
         """Counter-propose, wait for the provider's Draft, create the agreement (unconfirmed)."""
+        provider = choice.offer.provider_id
+        self._claimed.add(provider)
+        try:
+            return await self._negotiate(choice, valid_to)
+        finally:
+            self._claimed.discard(provider)
+            self._changed.set()
+
+    async def _negotiate(self, choice: Choice, valid_to: datetime) -> Draft:
         properties, constraints = self._demand
         provider = choice.offer.provider_id
         try:
@@ -188,6 +199,11 @@ class ServiceMarket:
             raise
         except GolemError as error:
             raise NegotiationFailed(provider, f"agreement not created: {error.message}") from error
+        # The provider is now busy with this agreement; it offers again when it is free.
+        if self._offers.get(provider) is not None and (
+            self._offers[provider].proposal_id == choice.offer.proposal_id
+        ):
+            del self._offers[provider]
         return Draft(agreement_id, choice)
 
 

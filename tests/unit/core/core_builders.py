@@ -54,12 +54,12 @@ def make_instance(name: str, state: InstanceState, **fields: Any) -> Instance:
 
 
 def offer_properties(
-    coeffs: list[Any], *, threads: int = 4, **extra: Any
+    coeffs: list[Any], *, threads: int = 4, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """An offer's properties with linear coeffs [cpu_sec, duration_sec, start]."""
     return {
         **OFFER_BASE,
         "golem.inf.cpu.threads": threads,
         "golem.com.pricing.model.linear.coeffs": coeffs,
-        **extra,
+        **(extra or {}),
     }

@@ -35,7 +35,7 @@ def test_from_offer_reads_cpu_duration_start_in_the_vector_order() -> None:
 
 
 def test_from_offer_follows_another_order_of_the_usage_vector() -> None:
-    props = offer_properties([0.00002, 0.0001, 0.05], **{"golem.com.usage.vector": [DUR, CPU]})
+    props = offer_properties([0.00002, 0.0001, 0.05], extra={"golem.com.usage.vector": [DUR, CPU]})
     price = LinearPrice.from_offer(props)
     assert (price.cpu_per_sec, price.env_per_sec, price.start) == (
         D("0.0001"),
@@ -52,7 +52,7 @@ def test_from_offer_defaults_to_the_standard_vector_when_absent() -> None:
 
 
 def test_from_offer_with_a_duration_only_vector_has_no_cpu_price() -> None:
-    props = offer_properties([0.001, 0.5], **{"golem.com.usage.vector": [DUR]})
+    props = offer_properties([0.001, 0.5], extra={"golem.com.usage.vector": [DUR]})
     price = LinearPrice.from_offer(props)
     assert (price.cpu_per_sec, price.env_per_sec, price.start) == (D(0), D("0.001"), D("0.5"))
 
@@ -60,7 +60,7 @@ def test_from_offer_with_a_duration_only_vector_has_no_cpu_price() -> None:
 def test_from_offer_accepts_unknown_counters_priced_at_zero() -> None:
     vector = [CPU, "golem.usage.storage_gib", DUR]
     price = LinearPrice.from_offer(
-        offer_properties([0.1, 0, 0.2, 0.3], **{"golem.com.usage.vector": vector})
+        offer_properties([0.1, 0, 0.2, 0.3], extra={"golem.com.usage.vector": vector})
     )
     assert (price.cpu_per_sec, price.env_per_sec, price.start) == (D("0.1"), D("0.2"), D("0.3"))
 
@@ -69,7 +69,7 @@ def test_from_offer_refuses_unknown_counters_with_a_price() -> None:
     vector = [CPU, "golem.usage.storage_gib", DUR]
     with pytest.raises(ValueError, match=r"golem\.usage\.storage_gib"):
         LinearPrice.from_offer(
-            offer_properties([0.1, 0.5, 0.2, 0.3], **{"golem.com.usage.vector": vector})
+            offer_properties([0.1, 0.5, 0.2, 0.3], extra={"golem.com.usage.vector": vector})
         )
 
 
@@ -118,12 +118,16 @@ def test_missing_coeffs_raise_value_error() -> None:
 @pytest.mark.parametrize("vector", ["golem.usage.cpu_sec", [CPU, CPU], [CPU, 7], None])
 def test_bad_usage_vectors_raise_value_error(vector: Any) -> None:
     with pytest.raises(ValueError):
-        LinearPrice.from_offer(offer_properties([0, 0, 0], **{"golem.com.usage.vector": vector}))
+        LinearPrice.from_offer(
+            offer_properties([0, 0, 0], extra={"golem.com.usage.vector": vector})
+        )
 
 
 def test_a_model_other_than_linear_is_refused() -> None:
     with pytest.raises(ValueError, match="linear"):
-        LinearPrice.from_offer(offer_properties([0, 0, 0], **{"golem.com.pricing.model": "fixed"}))
+        LinearPrice.from_offer(
+            offer_properties([0, 0, 0], extra={"golem.com.pricing.model": "fixed"})
+        )
 
 
 @pytest.mark.parametrize(
@@ -150,7 +154,9 @@ def test_status_round_trip_uses_per_hour_prices() -> None:
 
 
 def test_max_cost_counts_every_thread_busy() -> None:
-    price = LinearPrice(start=D("0.5"), cpu_per_sec=D("0.001"), env_per_sec=D("0.002"), cpu_threads=4)
+    price = LinearPrice(
+        start=D("0.5"), cpu_per_sec=D("0.001"), env_per_sec=D("0.002"), cpu_threads=4
+    )
     assert price.max_cost(D(0)) == D("0.5")
     assert price.max_cost(D(100)) == D("0.5") + 100 * (D("0.002") + 4 * D("0.001"))
     assert price.max_cost(D(-50)) == D("0.5")  # no negative life
@@ -192,8 +198,14 @@ def test_a_violation_names_the_cap(price: LinearPrice, field: str, cap: str) -> 
 SIMPLE = LinearPrice(start=D(1), cpu_per_sec=D(0), env_per_sec=D("0.001"))
 
 
-def payable(amount: str, accepted: str = "0", budget: str = "100", elapsed: int = 1000,
-            price: LinearPrice = SIMPLE, what: str = "debit note") -> Verdict:
+def payable(
+    amount: str,
+    accepted: str = "0",
+    budget: str = "100",
+    elapsed: int = 1000,
+    price: LinearPrice = SIMPLE,
+    what: str = "debit note",
+) -> Verdict:
     return check_payable(
         amount=D(amount),
         price=price,
@@ -206,7 +218,9 @@ def payable(amount: str, accepted: str = "0", budget: str = "100", elapsed: int 
 
 def test_ceiling_includes_the_grace_seconds() -> None:
     assert GRACE_SECONDS == 15  # 1 + (1000 + 15) * 0.001 = 2.015 below
-    assert payable("2.015") == Verdict(True, payable("2.015").reason, D("2.015"))
+    verdict = payable("2.015")
+    assert verdict.accept and verdict.increment == D("2.015")
+    assert not payable("2.015", elapsed=999).accept  # one second less of life
 
 
 def test_accepts_within_the_prices_and_gives_the_increment() -> None:
@@ -284,15 +298,17 @@ amounts = st.decimals(min_value=0, max_value=50, places=18, allow_nan=False, all
 @settings(max_examples=300, deadline=None)
 @given(
     budget=st.decimals(min_value=0, max_value=20, places=18),
-    notes=st.lists(
-        st.tuples(st.integers(0, 2), amounts, st.integers(0, 20000)), max_size=30
-    ),
+    notes=st.lists(st.tuples(st.integers(0, 2), amounts, st.integers(0, 20000)), max_size=30),
 )
 def test_accepted_increments_never_exceed_the_budget(
     budget: Decimal, notes: list[tuple[int, Decimal, int]]
 ) -> None:
     """Any sequence of notes over three agreements: what is accepted stays within the budget."""
-    prices = [SIMPLE, LinearPrice(D("0.2"), D("0.0003"), D("0.0001"), 2), LinearPrice(D(0), D(0), D(0))]
+    prices = [
+        SIMPLE,
+        LinearPrice(D("0.2"), D("0.0003"), D("0.0001"), 2),
+        LinearPrice(D(0), D(0), D(0)),
+    ]
     accepted = [D(0)] * 3
     with localcontext() as ctx:
         ctx.prec = 100

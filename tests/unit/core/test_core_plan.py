@@ -28,7 +28,9 @@ from golem_operator.core.plan import (
 
 HOUR = timedelta(hours=1)
 NOW = T0 + HOUR  # instances are created during the hour before
-PLENTY = Budget(total=Decimal(10**6), spent=Decimal(0), committed=Decimal(0), next_instance=Decimal(1))
+PLENTY = Budget(
+    total=Decimal(10**6), spent=Decimal(0), committed=Decimal(0), next_instance=Decimal(1)
+)
 
 
 def run_plan(replicas: int, instances: list[Instance], **kwargs: Any) -> list[Action]:
@@ -50,7 +52,9 @@ def stops(actions: list[Action]) -> list[StopInstance]:
 
 
 def running(name: str, started: float = 0, **fields: Any) -> Instance:
-    return make_instance(name, S.RUNNING, created_at=at(started - 60), started_at=at(started), **fields)
+    return make_instance(
+        name, S.RUNNING, created_at=at(started - 60), started_at=at(started), **fields
+    )
 
 
 def apply(instances: list[Instance], actions: list[Action]) -> list[Instance]:
@@ -59,8 +63,9 @@ def apply(instances: list[Instance], actions: list[Action]) -> list[Instance]:
     by_name = {i.name: i for i in result}
     for n, action in enumerate(actions):
         if isinstance(action, AddInstance):
-            new = make_instance(f"added-{n}", S.PENDING, created_at=NOW.isoformat(),
-                                replaces=action.replaces)
+            new = make_instance(
+                f"added-{n}", S.PENDING, created_at=NOW.isoformat(), replaces=action.replaces
+            )
             result.append(new)
             by_name[new.name] = new
         elif isinstance(action, StopInstance):
@@ -165,6 +170,59 @@ def test_scale_to_zero_stops_every_counted_instance_once() -> None:
     assert adds(actions) == []
 
 
+# --- final instances (failed, not to be replaced by policy) -----------------------------------
+
+
+def test_a_final_instance_keeps_its_replica_slot() -> None:
+    ended = make_instance("failed", S.TERMINATED, final=True, reason="StartFailed", settled=True)
+    assert counted([ended]) == [ended]
+    assert run_plan(1, [ended]) == []
+    assert run_plan(2, [ended]) == [AddInstance()]
+
+
+def test_a_run_failed_final_instance_keeps_its_slot_while_it_stops() -> None:
+    # What the engine records on RunFailed with restartPolicy Never: stop script still running.
+    stopping = make_instance("failed", S.STOPPING, final=True, stopping_reason="RunFailed")
+    assert counted([stopping]) == [stopping]
+    assert run_plan(1, [stopping]) == []
+    # Without final (restartPolicy Always) it is replaced at once.
+    stopping.final = False
+    assert run_plan(1, [stopping]) == [AddInstance()]
+
+
+@pytest.mark.parametrize("reason", ["ScaleDown", "Deleted", "Superseded"])
+def test_a_planner_stop_releases_a_final_instance(reason: str) -> None:
+    ended = make_instance("failed", S.TERMINATED, final=True, stopping_reason=reason)
+    assert counted([ended]) == []
+    assert run_plan(1, [ended]) == [AddInstance()]
+
+
+@pytest.mark.parametrize("state", [S.TERMINATED, S.STOPPING])
+def test_scale_down_releases_final_instances_first(state: S) -> None:
+    failed = make_instance("failed", state, final=True, stopping_reason="RunFailed")
+    instances = [*ladder(), failed]
+    actions = run_plan(6, instances)
+    assert actions == [StopInstance("failed", "ScaleDown")]
+    assert run_plan(6, apply(instances, actions)) == []
+
+
+def test_a_settled_final_instance_is_not_pruned_while_it_holds_a_slot() -> None:
+    held = make_instance("held", S.TERMINATED, final=True, settled=True)
+    others = [make_instance(f"t{k}", S.TERMINATED, settled=True) for k in range(3)]
+    assert run_plan(1, [held, *others], keep_terminated=0) == [
+        PruneInstance(f"t{k}") for k in range(3)
+    ]
+    # Released by a scale-down, it is pruned on a later pass like any settled record.
+    actions = run_plan(0, [held], keep_terminated=0)
+    assert actions == [StopInstance("held", "ScaleDown")]
+    assert run_plan(0, apply([held], actions), keep_terminated=0) == [PruneInstance("held")]
+
+
+def test_deletion_leaves_final_terminated_instances_alone() -> None:
+    ended = make_instance("failed", S.TERMINATED, final=True)
+    assert run_plan(1, [ended, running("a")], deleting=True) == [StopInstance("a", "Deleted")]
+
+
 # --- deletion ---------------------------------------------------------------------------------
 
 
@@ -193,7 +251,9 @@ def test_deletion_never_adds_or_renews() -> None:
 
 
 def expiring_in(name: str, seconds: float, started: float = 0) -> Instance:
-    return running(name, started, agreement_expires_at=(NOW + timedelta(seconds=seconds)).isoformat())
+    return running(
+        name, started, agreement_expires_at=(NOW + timedelta(seconds=seconds)).isoformat()
+    )
 
 
 @pytest.mark.parametrize(
@@ -278,6 +338,29 @@ def test_superseded_old_instance_already_leaving_is_not_stopped_again() -> None:
     instances[0].state = S.STOPPING
     instances[0].stopping_reason = ""
     assert run_plan(1, instances) == []
+
+
+@pytest.mark.parametrize("state", [S.PENDING, S.STARTING, S.RUNNING])
+def test_scale_down_of_a_successor_takes_its_predecessor_along(state: S) -> None:
+    # "new" renews "old"; stopping only "new" would let "old" count again once "new" is gone.
+    instances = [
+        expiring_in("old", 60, started=0),
+        make_instance("new", state, replaces="old", created_at=at(3000), started_at=at(3500)),
+        running("keep", started=100),
+    ]
+    actions = run_plan(1, instances)
+    if state is S.RUNNING:  # "new" (newest Running) goes, and with it "old"
+        assert sorted(actions, key=repr) == sorted(
+            [StopInstance("new", "ScaleDown"), StopInstance("old", "ScaleDown")], key=repr
+        )
+    else:
+        assert actions == [StopInstance("new", "ScaleDown"), StopInstance("old", "ScaleDown")]
+    after = apply(instances, actions)
+    assert [i.name for i in counted(after)] == ["keep"]
+    # Even once "new" has ended, "old" does not come back.
+    next(i for i in after if i.name == "new").state = S.TERMINATED
+    assert [i.name for i in counted(after)] == ["keep"]
+    assert run_plan(1, after) == []
 
 
 # --- budget -----------------------------------------------------------------------------------
@@ -374,10 +457,15 @@ def instance_sets(draw: st.DrawFn) -> list[Instance]:
                 fields["agreement_expires_at"] = at(draw(st.integers(3000, 7200)))
         if state is S.TERMINATED:
             fields["settled"] = draw(st.booleans())
+        if state in (S.STOPPING, S.TERMINATED) and draw(st.booleans()):
+            fields["final"] = True  # failed, not to be replaced
+            if state is S.STOPPING:
+                fields["stopping_reason"] = "RunFailed"
         earlier = [i.name for i in instances]
         if state is not S.TERMINATED:
             earlier = [n for n in earlier if n not in succeeded]
-        if earlier and draw(st.booleans()):
+        renews = draw(st.booleans())
+        if earlier and renews:
             fields["replaces"] = draw(st.sampled_from(earlier))
             if state is not S.TERMINATED:
                 succeeded.add(fields["replaces"])

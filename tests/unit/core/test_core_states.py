@@ -116,9 +116,10 @@ def test_lost_after_running_follows_restart_policy_not_respawn(respawn: bool) ->
 def test_run_failure_still_runs_the_stop_script() -> None:
     # RunFailed goes through Stopping (the stop script), whatever the policy.
     for respawn, policy in OPTIONS:
-        assert next_state(
-            S.RUNNING, E.RUN_FAILED, respawn_unstarted=respawn, restart_policy=policy
-        ) is S.STOPPING
+        assert (
+            next_state(S.RUNNING, E.RUN_FAILED, respawn_unstarted=respawn, restart_policy=policy)
+            is S.STOPPING
+        )
 
 
 @pytest.mark.parametrize(
@@ -151,7 +152,9 @@ options = st.tuples(st.booleans(), st.sampled_from(list(RestartPolicy)))
 
 
 @settings(max_examples=200, deadline=None)
-@given(start=st.sampled_from(list(S)), picks=st.lists(st.integers(0, 100), max_size=40), opt=options)
+@given(
+    start=st.sampled_from(list(S)), picks=st.lists(st.integers(0, 100), max_size=40), opt=options
+)
 def test_random_legal_sequences_stay_in_the_state_set(
     start: S, picks: list[int], opt: tuple[bool, RestartPolicy]
 ) -> None:

@@ -26,7 +26,7 @@ def test_example_config_loads_and_expands() -> None:
     assert config.images[0].path == (ROOT / "examples" / "images" / "simple-service").resolve()
     flaky = next(p for p in expand_providers(config) if p.name == "cheap-but-flaky")
     assert flaky.faults.fail_start is True
-    assert flaky.subnet_tag == "localnet"
+    assert flaky.subnet_tag == config.subnet_tag  # network default filled in
 
 
 def test_coefficients_are_in_yagna_order() -> None:

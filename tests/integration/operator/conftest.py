@@ -1,0 +1,44 @@
+"""The operator under test: a local Golem network and `golem-operator run` as processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from golem_operator.devenv.controlplane import ControlPlane
+from golem_operator.devenv.stack import LocalNetProcess, OperatorProcess
+from support.operator_harness import Service
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetProcess]:
+    work = tmp_path_factory.mktemp("localnet")
+    net = LocalNetProcess(work, config=HERE / "providers.yaml").start()
+    yield net
+    net.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: ControlPlane, localnet: LocalNetProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    work = tmp_path_factory.mktemp("operator")
+    proc = OperatorProcess(work, control_plane.kubeconfig, localnet.url, localnet.key_file).start()
+    yield proc
+    proc.stop()
+    print(proc.log.read_text()[-5000:])
+
+
+@pytest.fixture
+def service(
+    control_plane: ControlPlane,
+    localnet: LocalNetProcess,
+    operator: OperatorProcess,
+    namespace: str,
+) -> Service:
+    return Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")

@@ -1,0 +1,98 @@
+"""Helpers of the operator's integration tests: a GolemService under test, manifests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from golem_operator.devenv.controlplane import ControlPlane
+from golem_operator.devenv.stack import LocalNetProcess, gsvc
+
+ROOT = Path(__file__).resolve().parents[2]
+FAULTY = ["fails-start", "crashes", "terminates", "fails-run", "pricey"]
+
+
+class Service:
+    """A GolemService under test and the ways to look at it."""
+
+    def __init__(self, cp: ControlPlane, net: LocalNetProcess, namespace: str, name: str) -> None:
+        self.cp, self.net, self.namespace, self.name = cp, net, namespace, name
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        manifest = {**manifest, "metadata": {**manifest.get("metadata", {}), "name": self.name}}
+        self.cp.kubectl_run("apply", "-n", self.namespace, "-f", "-", input=json.dumps(manifest))
+
+    def get(self) -> dict[str, Any]:
+        return gsvc(self.cp, self.namespace, self.name)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.get().get("status", {})
+        return status
+
+    def instances(self, state: str | None = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.status.get("instances", [])
+        return [i for i in found if state is None or i["state"] == state]
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        for condition in self.status.get("conditions", []):
+            if condition["type"] == kind:
+                return dict(condition)
+        return {}
+
+    def wait(self, what: str, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.5)
+        raise AssertionError(
+            f"timed out waiting for {what}; status: {json.dumps(self.status, indent=1)[:6000]}"
+        )
+
+    def wait_running(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        return list(
+            self.wait(
+                f"{count} Running",
+                lambda: (r := self.instances("Running")) and len(r) == count and r,
+                timeout,
+            )
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        out = self.cp.kubectl_run(
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            "-o",
+            "json",
+            "--field-selector",
+            f"involvedObject.name={self.name}",
+        )
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return items
+
+    def delete(self, wait: bool = True, timeout: float = 90.0) -> None:
+        self.cp.kubectl_run("delete", "-n", self.namespace, "gsvc", self.name, "--wait=false")
+        if wait:
+            self.wait("deletion", lambda: not self.get(), timeout)
+
+    def agreements(self) -> list[dict[str, Any]]:
+        ids = {i.get("agreementId") for i in self.instances()} - {None}
+        return [a for a in self.net.audit()["agreements"] if a["agreementId"] in ids]
+
+
+def simple_manifest(**spec: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "simple-service.yaml").read_text())
+    doc["spec"]["lifecycle"]["run"]["intervalSeconds"] = 2
+    doc["spec"]["market"] = {"providers": {"deny": list(FAULTY)}}
+    for key, value in spec.items():
+        doc["spec"][key] = value
+    return doc
