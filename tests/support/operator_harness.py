@@ -22,6 +22,10 @@ class Service:
 
     def __init__(self, cp: ControlPlane, net: LocalNetProcess, namespace: str, name: str) -> None:
         self.cp, self.net, self.namespace, self.name = cp, net, namespace, name
+        #: Every agreement and activity id status ever showed (they outlive the object).
+        self.seen_agreements: set[str] = set()
+        self.seen_activities: set[str] = set()
+        self._seen: dict[str, set[str]] = {"allocationId": set(), "demandId": set()}
 
     def apply(self, manifest: dict[str, Any]) -> None:
         manifest = {**manifest, "metadata": {**manifest.get("metadata", {}), "name": self.name}}
@@ -33,6 +37,14 @@ class Service:
     @property
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = self.get().get("status", {})
+        for key, seen in self._seen.items():
+            if status.get(key):
+                seen.add(status[key])
+        for instance in status.get("instances", []):
+            if instance.get("agreementId"):
+                self.seen_agreements.add(instance["agreementId"])
+            if instance.get("activityId"):
+                self.seen_activities.add(instance["activityId"])
         return status
 
     def instances(self, state: str | None = None) -> list[dict[str, Any]]:
@@ -85,14 +97,46 @@ class Service:
             self.wait("deletion", lambda: not self.get(), timeout)
 
     def agreements(self) -> list[dict[str, Any]]:
-        ids = {i.get("agreementId") for i in self.instances()} - {None}
-        return [a for a in self.net.audit()["agreements"] if a["agreementId"] in ids]
+        """The audit view's records of every agreement this service ever held."""
+        self.status  # noqa: B018 - records the ids status shows now
+        return [
+            a for a in self.net.audit()["agreements"] if a["agreementId"] in self.seen_agreements
+        ]
+
+    def seen(self, key: str) -> set[str]:
+        """Every allocationId or demandId that status ever showed."""
+        return self._seen[key]
+
+    def assert_settled(self) -> None:
+        """Every agreement terminated, its invoice accepted once, nothing paid twice."""
+        audit = self.net.audit()
+        mine = [a for a in audit["agreements"] if a["agreementId"] in self.seen_agreements]
+        assert mine, "no agreements recorded"
+        for agreement in mine:
+            assert agreement["state"] == "Terminated", agreement
+            invoices = [
+                i for i in audit["invoices"] if i["agreementId"] == agreement["agreementId"]
+            ]
+            assert len(invoices) == 1, (agreement, invoices)
+            assert invoices[0]["status"] == "ACCEPTED", invoices
+        for activity in audit["activities"]:
+            if activity["agreementId"] in self.seen_agreements:
+                assert not activity["sandboxAlive"], activity
+
+    def events_by_reason(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for event in self.events():
+            found.setdefault(event["reason"], []).append(event["message"])
+        return found
 
 
 def simple_manifest(**spec: Any) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "simple-service.yaml").read_text())
     doc["spec"]["lifecycle"]["run"]["intervalSeconds"] = 2
-    doc["spec"]["market"] = {"providers": {"deny": list(FAULTY)}}
+    doc["spec"]["market"] = {
+        "providers": {"deny": list(FAULTY)},
+        "debitNoteIntervalSeconds": 10,
+    }
     for key, value in spec.items():
         doc["spec"][key] = value
     return doc

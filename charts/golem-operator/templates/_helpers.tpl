@@ -87,7 +87,7 @@ The standby differs only in its peering priority and has no yagna sidecar (exter
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $sidecar := eq $values.yagna.mode "sidecar" }}
-{{- $priority := ternary $values.standby.priority $values.peering.priority (eq .role "standby") }}
+{{- $priority := ternary $values.standby.priority $values.peering.priority (eq .role "standby") -}}
 metadata:
   labels:
     {{- include "golem-operator.selectorLabels" $root | nindent 4 }}
@@ -150,10 +150,10 @@ spec:
           command: ["test", "-s", "/var/run/golem-operator/appkey"]
         periodSeconds: 2
         failureThreshold: 90
+      # yagna listens on the pod's loopback only, out of the kubelet's reach: probe from inside.
       livenessProbe:
-        tcpSocket:
-          host: 127.0.0.1
-          port: {{ $values.yagna.sidecar.apiPort }}
+        exec:
+          command: ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/{{ $values.yagna.sidecar.apiPort }}"]
         periodSeconds: 20
         timeoutSeconds: 5
         failureThreshold: 3

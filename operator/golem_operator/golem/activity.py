@@ -48,6 +48,7 @@ class ActivityApi:
         """POST /activity: start an activity on the provider; returns its id.
 
         `timeout` is how long the daemon waits for the provider to answer (408 after it).
+        A non-approved agreement raises `GolemBadRequest`, an unknown one `GolemNotFound`.
         """
         wait = check_ack_timeout(timeout)
         response = await self._requester.request(
@@ -108,7 +109,10 @@ class ActivityApi:
         return parse_adapted(response, _BATCH_RESULTS, "list of ExeScript command results")
 
     async def get_state(self, activity_id: str) -> ActivityState:
-        """GET /activity/{id}/state: e.g. ("Ready", None) or ("Terminated", None)."""
+        """GET /activity/{id}/state: e.g. ("Ready", None) or ("Terminated", None).
+
+        An unknown activity raises `GolemNotFound` (yagna: 500 `DAO error: Not found`).
+        """
         response = await self._requester.request(
             "GET",
             f"{BASE}/activity/{{activityId}}/state",
@@ -126,7 +130,11 @@ class ActivityApi:
         return parse_model(response, ActivityUsage)
 
     async def destroy_activity(self, activity_id: str, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """DELETE /activity/{id}: stop the activity on the provider (404 if already gone)."""
+        """DELETE /activity/{id}: stop the activity on the provider.
+
+        Destroying a destroyed activity succeeds again; an unknown one raises
+        `GolemNotFound` (yagna: 500 `DAO error: Not found`).
+        """
         wait = check_ack_timeout(timeout)
         await self._requester.request(
             "DELETE",

@@ -62,7 +62,11 @@ class GolemForbidden(GolemError):
 
 
 class GolemNotFound(GolemError):
-    """404: no such demand, proposal, agreement, activity, allocation, note or invoice."""
+    """No such demand, proposal, agreement, activity, allocation, note or invoice.
+
+    Usually a 404. yagna 0.17.6 answers 500 `DAO error: Not found: ...` for an unknown
+    activity; that is a GolemNotFound too (with status 500), and it is never retried.
+    """
 
 
 class GolemConflict(GolemError):
@@ -74,8 +78,10 @@ class GolemGone(GolemConflict):
 
 
 class GolemAgreementNotApproved(GolemGone):
-    """410 from waitForApproval: the agreement will never be approved.
+    """From waitForApproval: the agreement will never be approved.
 
+    yagna answers 410 for a rejected, cancelled or expired agreement, and 400
+    `Agreement [..] terminated.` for a terminated one; `status` keeps what it said.
     `outcome` is one of "Rejected", "Cancelled", "Expired", "Terminated", or None when the
     daemon's message names none of them.
     """
@@ -113,10 +119,16 @@ class GolemInvalidResponse(GolemError):
     """The daemon answered with a success status but a body that does not fit the API."""
 
 
+# yagna 0.17.6 answers an unknown activity id with 500 and this message (activity API).
+_DAO_NOT_FOUND: Final = "DAO error: Not found"
+
+
 def error_for_status(status: int, message: str, *, method: str, path: str) -> GolemError:
-    """Return (not raise) the error matching an HTTP error status."""
+    """Return (not raise) the error matching an HTTP error status (and, for 500, message)."""
     cls: type[GolemError]
-    if status in (400, 422):
+    if status == 500 and message.startswith(_DAO_NOT_FOUND):
+        cls = GolemNotFound
+    elif status in (400, 422):
         cls = GolemBadRequest
     elif status == 401:
         cls = GolemUnauthorized
@@ -140,8 +152,10 @@ def error_for_status(status: int, message: str, *, method: str, path: str) -> Go
 def message_from_body(body: bytes, *, fallback: str) -> str:
     """Extract the daemon's error message from a response body.
 
-    The daemon answers `{"message": "..."}` (ErrorMessage in common.yaml), sometimes a JSON
-    string or plain text, sometimes nothing; `fallback` (the reason phrase) covers the last.
+    The daemon answers `{"message": "..."}` (ErrorMessage in common.yaml), a problem JSON
+    (`{"type", "detail", ...}`, POST /allocations), a JSON string, plain text (401), or
+    nothing; `fallback` (the reason phrase) covers nothing and `{"message": null}` (yagna's
+    404 for an unknown allocation or invoice).
     """
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
@@ -151,9 +165,12 @@ def message_from_body(body: bytes, *, fallback: str) -> str:
     except ValueError:
         return _clip(text)
     if isinstance(parsed, dict):
-        message = parsed.get("message")
-        if isinstance(message, str) and message.strip():
-            return _clip(message.strip())
+        for key in ("message", "detail"):
+            message = parsed.get(key)
+            if isinstance(message, str) and message.strip():
+                return _clip(message.strip())
+        if "message" in parsed and len(parsed) == 1:
+            return fallback
         return _clip(text)
     if isinstance(parsed, str) and parsed.strip():
         return _clip(parsed.strip())

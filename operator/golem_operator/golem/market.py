@@ -12,13 +12,14 @@ parameter (hence the ASYNC109 waivers); the client's own deadline is that wait p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
 from pydantic import TypeAdapter
 
-from golem_operator.golem.errors import GolemAgreementNotApproved, GolemGone
+from golem_operator.golem.errors import GolemAgreementNotApproved, GolemBadRequest, GolemGone
 from golem_operator.golem.models import (
     DEMAND_EVENTS,
     Agreement,
@@ -40,6 +41,9 @@ from golem_operator.golem.requesting import (
 BASE: Final = "/market-api/v1"
 
 _AGREEMENT_EVENTS: Final = TypeAdapter(list[AgreementOperationEvent])
+
+# yagna's 400 answer to waitForApproval on a terminated agreement: "Agreement [R-…] terminated."
+_TERMINATED: Final = re.compile(r"^Agreement \[[^\]]*\] terminated\.$")
 
 ReasonArg = Mapping[str, Any] | str | None
 """A Reason body: a mapping with at least `message`, a bare message, or None (JSON null)."""
@@ -157,9 +161,11 @@ class MarketApi:
     async def wait_for_approval(self, agreement_id: str, *, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         """POST /agreements/{id}/wait: return once the provider approved.
 
-        Raises `GolemAgreementNotApproved` (a `GolemGone`, 410) when the agreement was
-        rejected, cancelled, expired or terminated; its `outcome` says which. Raises
-        `GolemTimeout` (408) when nothing was decided within `timeout`: wait again.
+        Raises `GolemAgreementNotApproved` (a `GolemGone`) when the agreement was
+        rejected, cancelled, expired (410) or terminated (yagna: 400 `Agreement [..]
+        terminated.`); its `outcome` says which. Raises `GolemTimeout` (408) when nothing
+        was decided within `timeout`: wait again. An unconfirmed agreement is a
+        `GolemBadRequest` (400).
         """
         wait = check_ack_timeout(timeout)
         try:
@@ -174,6 +180,12 @@ class MarketApi:
             raise GolemAgreementNotApproved(
                 gone.message, status=gone.status, method=gone.method, path=gone.path
             ) from gone
+        except GolemBadRequest as bad:
+            if _TERMINATED.search(bad.message) is None:
+                raise
+            raise GolemAgreementNotApproved(
+                bad.message, status=bad.status, method=bad.method, path=bad.path
+            ) from bad
 
     async def get_agreement(self, agreement_id: str) -> Agreement:
         """GET /agreements/{id}."""
@@ -187,7 +199,10 @@ class MarketApi:
     async def terminate_agreement(self, agreement_id: str, reason: ReasonArg = None) -> None:
         """POST /agreements/{id}/terminate: end an approved agreement.
 
-        Raises `GolemGone` (410) when it is already terminated or never got approved.
+        Always sends a body (yagna refuses none with 400): the Reason, or JSON `null` for
+        `reason=None`, which yagna accepts. Raises `GolemGone` (410) when the agreement is
+        already terminated (or otherwise ended), `GolemConflict` (409) before it was
+        confirmed.
         """
         await self._requester.request(
             "POST",

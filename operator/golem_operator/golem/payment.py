@@ -120,7 +120,11 @@ class PaymentApi:
         return parse_model(response, Allocation)
 
     async def release_allocation(self, allocation_id: str) -> None:
-        """DELETE /allocations/{id}: give back what is left (404/410 when already gone)."""
+        """DELETE /allocations/{id}: give back what is left.
+
+        Raises `GolemGone` (410) when it was already released, `GolemNotFound` (404) when
+        the daemon never had it.
+        """
         await self._requester.request(
             "DELETE",
             f"{BASE}/allocations/{{allocationId}}",

@@ -4,8 +4,10 @@
 per-call timeout, retries idempotent calls (GET, PUT, DELETE) on transport failures and 5xx
 with exponential backoff and jitter, maps failures onto `golem_operator.golem.errors`, logs
 method, path, status and latency at debug (never headers), and reports each attempt to an
-optional `on_request` hook (for Prometheus latency metrics). The per-API modules
-(identity, market, activity, payment) call it and parse bodies with the helpers below.
+optional `on_request` hook (for Prometheus latency metrics). After an error answer to a
+request with a body, its connection is dropped rather than reused (yagna would leave it
+hanging). The per-API modules (identity, market, activity, payment) call it and parse bodies
+with the helpers below.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from golem_operator.golem.config import GolemConfig
 from golem_operator.golem.errors import (
     GolemError,
     GolemInvalidResponse,
+    GolemNotFound,
     GolemTimeout,
     GolemUnavailable,
     error_for_status,
@@ -126,6 +129,8 @@ class Requester:
         headers = {
             "Authorization": f"Bearer {self._config.app_key.get_secret_value()}",
             "Accept": "application/json",
+            # Error bodies are read raw (see _exchange): ask for them uncompressed.
+            "Accept-Encoding": "identity",
         }
         if content is not None:
             headers["Content-Type"] = "application/json"
@@ -177,18 +182,14 @@ class Requester:
     ) -> _Attempt:
         started = time.monotonic()
         status: int | None = None
+        request = self._http.build_request(
+            method, path, params=query, content=content, headers=headers, timeout=http_timeout
+        )
         try:
             try:
                 # The hard deadline also covers transports that ignore httpx timeouts.
                 async with asyncio.timeout(deadline):
-                    response = await self._http.request(
-                        method,
-                        path,
-                        params=query,
-                        content=content,
-                        headers=headers,
-                        timeout=http_timeout,
-                    )
+                    response, error_body = await self._exchange(request)
             except TimeoutError:
                 return _Attempt(
                     error=GolemTimeout(
@@ -209,19 +210,47 @@ class Requester:
                 error.__cause__ = exc
                 return _Attempt(error=error, retryable=isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS))
             status = response.status_code
-            if response.is_success:
+            if error_body is None:
                 return _Attempt(response=response)
             message = self._redact(
-                message_from_body(response.content, fallback=response.reason_phrase or "error")
+                message_from_body(error_body, fallback=response.reason_phrase or "error")
             )
+            failure = error_for_status(status, message, method=method, path=path)
             return _Attempt(
-                error=error_for_status(status, message, method=method, path=path),
-                retryable=status >= 500 and status != 501,
+                error=failure,
+                retryable=status >= 500
+                and status != 501
+                and not isinstance(failure, GolemNotFound),
             )
         finally:
             elapsed = time.monotonic() - started
             _log.debug("%s %s -> %s in %.3fs", method, path, status, elapsed)
             self._report(method, path_template, status, elapsed)
+
+    async def _exchange(self, request: httpx.Request) -> tuple[httpx.Response, bytes | None]:
+        """Send one request; the response, and its raw body when the status is an error.
+
+        yagna 0.17.6 answers some errors (401 above all) without reading the request body
+        and then leaves that keep-alive connection hanging. So after an error answer to a
+        request that carried a body, the connection is closed before it goes back to the
+        pool (through httpcore's `network_stream` response extension), never reused.
+        """
+        response = await self._http.send(request, stream=True)
+        try:
+            if response.is_success:
+                await response.aread()
+                return response, None
+            # Read the raw stream rather than aread(): aread() would hand the connection
+            # back to the pool before it could be closed. Accept-Encoding is identity, so
+            # the raw bytes are the body.
+            chunks = [chunk async for chunk in _async_stream(response)]
+            if request.content:
+                network_stream = response.extensions.get("network_stream")
+                if network_stream is not None:
+                    await network_stream.aclose()
+            return response, b"".join(chunks)
+        finally:
+            await response.aclose()
 
     def _report(self, method: str, path_template: str, status: int | None, seconds: float) -> None:
         if self._on_request is None:
@@ -242,6 +271,13 @@ class Requester:
 
     def __repr__(self) -> str:
         return f"Requester(url={self._config.url!r})"
+
+
+def _async_stream(response: httpx.Response) -> httpx.AsyncByteStream:
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):  # pragma: no cover - async client only
+        raise TypeError("the async client got a sync response stream")
+    return stream
 
 
 def _fill_path(template: str, params: Mapping[str, str]) -> str:

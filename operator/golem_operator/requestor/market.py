@@ -68,6 +68,8 @@ class ServiceMarket:
         self._drafts: dict[str, asyncio.Future[Proposal]] = {}  # our counter id -> their draft
         self._changed = asyncio.Event()
         self._claimed: set[str] = set()  # providers being negotiated with right now
+        # Drafts that arrived before counter_proposal() returned their id (a race).
+        self._early_drafts: dict[str, Proposal] = {}
         self._task: asyncio.Task[None] | None = None
         self.cheapest_seen: Decimal | None = None
         self.last_refusals: list[str] = []
@@ -117,9 +119,13 @@ class ServiceMarket:
                 self._changed.set()
 
     def _on_proposal(self, proposal: Proposal) -> None:
-        if proposal.state == "Draft" and proposal.prev_proposal_id in self._drafts:
-            future = self._drafts.pop(proposal.prev_proposal_id)
-            if not future.done():
+        if proposal.state == "Draft" and proposal.prev_proposal_id:
+            future = self._drafts.pop(proposal.prev_proposal_id, None)
+            if future is None:
+                self._early_drafts[proposal.prev_proposal_id] = proposal
+                if len(self._early_drafts) > 1000:  # answers to negotiations nobody waits for
+                    self._early_drafts.pop(next(iter(self._early_drafts)))
+            elif not future.done():
                 future.set_result(proposal)
             return
         if proposal.state == "Initial" or proposal.prev_proposal_id is None:
@@ -184,7 +190,11 @@ class ServiceMarket:
                 provider, f"counter-proposal refused: {error.message}"
             ) from error
         future: asyncio.Future[Proposal] = asyncio.get_running_loop().create_future()
-        self._drafts[counter] = future
+        early = self._early_drafts.pop(counter, None)
+        if early is not None:
+            future.set_result(early)
+        else:
+            self._drafts[counter] = future
         try:
             draft = await asyncio.wait_for(future, timeout=15.0)
         except TimeoutError as error:

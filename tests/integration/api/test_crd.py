@@ -45,8 +45,16 @@ def with_change(path: str, value: Any) -> dict[str, Any]:
 
 def apply_dry_run(cp: ControlPlane, namespace: str, doc: dict[str, Any]) -> Any:
     return cp.kubectl_run(
-        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-n", namespace,
-        "-f", "-", input=json.dumps(doc), check=False,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--validate=strict",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(doc),
+        check=False,
     )
 
 
@@ -59,9 +67,18 @@ def test_crd_is_established(control_plane: ControlPlane) -> None:
     assert conditions["NamesAccepted"] == "True"
 
 
-def test_valid_manifest_is_accepted_and_defaulted(control_plane: ControlPlane, namespace: str) -> None:
+def test_valid_manifest_is_accepted_and_defaulted(
+    control_plane: ControlPlane, namespace: str
+) -> None:
     result = control_plane.kubectl_run(
-        "create", "--dry-run=server", "-n", namespace, "-o", "json", "-f", "-",
+        "create",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "-f",
+        "-",
         input=json.dumps(VALID),
     )
     spec = json.loads(result.stdout)["spec"]
@@ -86,51 +103,107 @@ RUN = "lifecycle.run.commands"
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("no image", with_change("payload.image", {}), "exactly one of hash, tag or url"),
     ("no payload", with_change("payload", "DELETE"), "spec.payload"),
-    ("two image references", with_change("payload.image", {"tag": "a/b:c", "url": "https://x/y"}),
-     "exactly one of hash, tag or url"),
+    (
+        "two image references",
+        with_change("payload.image", {"tag": "a/b:c", "url": "https://x/y"}),
+        "exactly one of hash, tag or url",
+    ),
     ("negative replicas", with_change("replicas", -1), "spec.replicas"),
     ("replicas not a number", with_change("replicas", "three"), "spec.replicas"),
     ("malformed budget", with_change("budget", "1,5"), "spec.budget"),
     ("budget missing", with_change("budget", "DELETE"), "spec.budget"),
     ("malformed price", with_change("market.maxCpuPerHour", "-0.1"), "spec.market.maxCpuPerHour"),
     ("price as number", with_change("market.maxEnvPerHour", 0.1), "spec.market.maxEnvPerHour"),
-    ("start price above budget", with_change("market.maxStartPrice", "2"),
-     "spec.market.maxStartPrice"),
-    ("unknown command", with_change(RUN, [{"shell": {"cmd": "ls"}}]), "spec.lifecycle.run.commands[0]"),
-    ("two commands in one", with_change(RUN, [{"start": {}, "terminate": {}}]),
-     "exactly one of deploy, start, run, upload, download, terminate"),
-    ("empty entrypoint", with_change(RUN, [{"run": {"entrypoint": ""}}]),
-     "spec.lifecycle.run.commands[0].run.entrypoint"),
-    ("relative entrypoint", with_change(RUN, [{"run": {"entrypoint": "app.py"}}]),
-     "spec.lifecycle.run.commands[0].run.entrypoint"),
-    ("interval 0", with_change("lifecycle.run.intervalSeconds", 0),
-     "spec.lifecycle.run.intervalSeconds"),
-    ("failure threshold 0", with_change("lifecycle.run.failureThreshold", 0),
-     "spec.lifecycle.run.failureThreshold"),
-    ("timeout 0", with_change("lifecycle.start.timeoutSeconds", 0),
-     "spec.lifecycle.start.timeoutSeconds"),
-    ("deploy not first", with_change("lifecycle.start.commands", [{"start": {}}, {"deploy": {}}]),
-     "spec.lifecycle.start.commands"),
-    ("upload with two sources",
-     with_change("lifecycle.start.commands", [{"upload": {"path": "/golem/work/a", "source": {
-         "inline": "x", "secretKeyRef": {"name": "s", "key": "k"}}}}]),
-     "exactly one of inline, configMapKeyRef or secretKeyRef"),
-    ("download maxBytes 0",
-     with_change(RUN, [{"download": {"path": "/golem/work/a", "maxBytes": 0}}]),
-     "spec.lifecycle.run.commands[0].download.maxBytes"),
+    (
+        "start price above budget",
+        with_change("market.maxStartPrice", "2"),
+        "spec.market.maxStartPrice",
+    ),
+    (
+        "unknown command",
+        with_change(RUN, [{"shell": {"cmd": "ls"}}]),
+        "spec.lifecycle.run.commands[0]",
+    ),
+    (
+        "two commands in one",
+        with_change(RUN, [{"start": {}, "terminate": {}}]),
+        "exactly one of deploy, start, run, upload, download, terminate",
+    ),
+    (
+        "empty entrypoint",
+        with_change(RUN, [{"run": {"entrypoint": ""}}]),
+        "spec.lifecycle.run.commands[0].run.entrypoint",
+    ),
+    (
+        "relative entrypoint",
+        with_change(RUN, [{"run": {"entrypoint": "app.py"}}]),
+        "spec.lifecycle.run.commands[0].run.entrypoint",
+    ),
+    (
+        "interval 0",
+        with_change("lifecycle.run.intervalSeconds", 0),
+        "spec.lifecycle.run.intervalSeconds",
+    ),
+    (
+        "failure threshold 0",
+        with_change("lifecycle.run.failureThreshold", 0),
+        "spec.lifecycle.run.failureThreshold",
+    ),
+    (
+        "timeout 0",
+        with_change("lifecycle.start.timeoutSeconds", 0),
+        "spec.lifecycle.start.timeoutSeconds",
+    ),
+    (
+        "deploy not first",
+        with_change("lifecycle.start.commands", [{"start": {}}, {"deploy": {}}]),
+        "spec.lifecycle.start.commands",
+    ),
+    (
+        "upload with two sources",
+        with_change(
+            "lifecycle.start.commands",
+            [
+                {
+                    "upload": {
+                        "path": "/golem/work/a",
+                        "source": {"inline": "x", "secretKeyRef": {"name": "s", "key": "k"}},
+                    }
+                }
+            ],
+        ),
+        "exactly one of inline, configMapKeyRef or secretKeyRef",
+    ),
+    (
+        "download maxBytes 0",
+        with_change(RUN, [{"download": {"path": "/golem/work/a", "maxBytes": 0}}]),
+        "spec.lifecycle.run.commands[0].download.maxBytes",
+    ),
     ("bad restart policy", with_change("restartPolicy", "Sometimes"), "spec.restartPolicy"),
-    ("bad agreement duration", with_change("agreementDuration", "15 minutes"),
-     "spec.agreementDuration"),
+    (
+        "bad agreement duration",
+        with_change("agreementDuration", "15 minutes"),
+        "spec.agreementDuration",
+    ),
     ("bad runtime", with_change("payload.runtime", "wasm"), "spec.payload.runtime"),
     ("negative memory", with_change("payload.minMemGib", -1), "spec.payload.minMemGib"),
     ("zero cpu threads", with_change("payload.minCpuThreads", 0), "spec.payload.minCpuThreads"),
-    ("provider allowed and denied",
-     with_change("market.providers", {"allow": ["p1"], "deny": ["p1"]}),
-     "a provider cannot be both allowed and denied"),
+    (
+        "provider allowed and denied",
+        with_change("market.providers", {"allow": ["p1"], "deny": ["p1"]}),
+        "a provider cannot be both allowed and denied",
+    ),
     ("unknown field", with_change("replcas", 2), "replcas"),
-    ("bad env name", with_change(RUN, [{"run": {"entrypoint": "/a", "env": [{"name": "1X"}]}}]),
-     "spec.lifecycle.run.commands[0].run.env[0].name"),
-    ("golemRef without secret", with_change("golemRef", {"urlKey": "u"}), "spec.golemRef.secretName"),
+    (
+        "bad env name",
+        with_change(RUN, [{"run": {"entrypoint": "/a", "env": [{"name": "1X"}]}}]),
+        "spec.lifecycle.run.commands[0].run.env[0].name",
+    ),
+    (
+        "golemRef without secret",
+        with_change("golemRef", {"urlKey": "u"}),
+        "spec.golemRef.secretName",
+    ),
 ]
 
 
@@ -160,7 +233,8 @@ def test_kubectl_scale_changes_spec_replicas(control_plane: ControlPlane, namesp
     out = control_plane.kubectl_run("get", "-n", namespace, "gsvc/scaled", "-o", "json")
     assert json.loads(out.stdout)["spec"]["replicas"] == 3
     scale = control_plane.kubectl_run(
-        "get", "--raw",
+        "get",
+        "--raw",
         f"/apis/services.golem.network/v1alpha1/namespaces/{namespace}/golemservices/scaled/scale",
     )
     assert json.loads(scale.stdout)["spec"]["replicas"] == 3

@@ -42,3 +42,13 @@ def service(
     namespace: str,
 ) -> Service:
     return Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def other_service(
+    control_plane: ControlPlane, localnet: LocalNetProcess, operator: OperatorProcess
+) -> Service:
+    """A second service, in a namespace of its own."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    control_plane.kubectl_run("create", "namespace", namespace)
+    return Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")

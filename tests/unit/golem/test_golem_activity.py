@@ -8,7 +8,13 @@ import httpx
 import pytest
 from golem_fakes import FakeDaemon, error_reply, json_reply
 
-from golem_operator.golem import GolemClient, GolemServerError, GolemTimeout, exescript
+from golem_operator.golem import (
+    GolemClient,
+    GolemNotFound,
+    GolemServerError,
+    GolemTimeout,
+    exescript,
+)
 
 A = "/activity-api/v1"
 
@@ -167,6 +173,24 @@ async def test_destroy_activity_is_a_delete_with_timeout(
     await client.activity.destroy_activity("act-1", timeout=7)
     assert daemon.last.method == "DELETE"
     assert daemon.last.url.params["timeout"] == "7.0"
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_unknown_activity_is_not_found_and_not_retried(
+    daemon: FakeDaemon, client: GolemClient, method: str
+) -> None:
+    # yagna 0.17.6 answers an unknown activity id with 500 and a DAO "Not found" message.
+    activity_id = "0" * 32
+    path = f"{A}/activity/{activity_id}" + ("/state" if method == "GET" else "")
+    message = f"DAO error: Not found: agreement id for activity: {activity_id}"
+    daemon.route(method, path, error_reply(500, message))
+    with pytest.raises(GolemNotFound) as caught:
+        if method == "GET":
+            await client.activity.get_state(activity_id)
+        else:
+            await client.activity.destroy_activity(activity_id)
+    assert caught.value.status == 500 and caught.value.message == message
+    assert len(daemon.calls(method, path)) == 1
 
 
 async def test_destroy_activity_is_retried_when_the_daemon_is_briefly_down(

@@ -9,6 +9,7 @@ from golem_operator.golem import (
     GolemConflict,
     GolemError,
     GolemGone,
+    GolemNotFound,
     GolemServerError,
     GolemTimeout,
 )
@@ -43,7 +44,14 @@ def test_str_without_request_context() -> None:
         (b"", "Not Found"),
         (b"   ", "Not Found"),
         (b'{"error": "other shape"}', '{"error": "other shape"}'),
-        (b'{"message": ""}', '{"message": ""}'),
+        (b'{"message": ""}', "Not Found"),
+        (b'{"message": null}', "Not Found"),  # yagna's 404 for an unknown allocation
+        (b'{"message": null, "other": 1}', '{"message": null, "other": 1}'),
+        (
+            b'{"type": "/payment-api/v1/allocations/validation-error", '
+            b'"detail": "Insufficient funds to create the allocation."}',
+            "Insufficient funds to create the allocation.",
+        ),
         (b"\xff\xfebroken", "\ufffd\ufffdbroken"),
     ],
 )
@@ -70,3 +78,13 @@ def test_agreement_not_approved_outcome(message: str, outcome: str | None) -> No
     error = GolemAgreementNotApproved(message, status=410, method="POST", path="/w")
     assert error.outcome == outcome
     assert isinstance(error, GolemGone)
+
+
+def test_dao_not_found_server_error_is_not_found() -> None:
+    # yagna 0.17.6: GET /activity/{unknown}/state -> 500 with this message.
+    message = "DAO error: Not found: agreement id for activity: " + "0" * 32
+    error = error_for_status(500, message, method="GET", path="/activity-api/v1/activity/x/state")
+    assert type(error) is GolemNotFound
+    assert error.status == 500
+    other = error_for_status(500, "DAO error: connection lost", method="GET", path="/")
+    assert type(other) is GolemServerError

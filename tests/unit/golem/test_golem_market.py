@@ -11,6 +11,7 @@ from golem_fakes import FakeDaemon, error_reply, json_reply
 from golem_operator.golem import (
     AgreementEventType,
     GolemAgreementNotApproved,
+    GolemBadRequest,
     GolemClient,
     GolemGone,
     GolemNotFound,
@@ -207,6 +208,31 @@ async def test_wait_for_approval_gone_names_the_outcome(
     assert len(daemon.calls("POST", path)) == 1
 
 
+async def test_wait_for_approval_on_a_terminated_agreement_is_not_approved(
+    daemon: FakeDaemon, client: GolemClient
+) -> None:
+    # yagna 0.17.6 answers 400 (not the spec's 410) once the agreement is terminated.
+    path = f"{M}/agreements/agr-1/wait"
+    daemon.route("POST", path, error_reply(400, "Agreement [R-agr-1] terminated."))
+    with pytest.raises(GolemAgreementNotApproved) as caught:
+        await client.market.wait_for_approval("agr-1", timeout=1)
+    assert caught.value.outcome == "Terminated"
+    assert caught.value.status == 400
+    assert isinstance(caught.value.__cause__, GolemBadRequest)
+    assert len(daemon.calls("POST", path)) == 1
+
+
+async def test_wait_for_approval_before_confirm_stays_a_bad_request(
+    daemon: FakeDaemon, client: GolemClient
+) -> None:
+    message = "Agreement [R-agr-1] should be confirmed, before waiting for approval."
+    daemon.route("POST", f"{M}/agreements/agr-1/wait", error_reply(400, message))
+    with pytest.raises(GolemBadRequest) as caught:
+        await client.market.wait_for_approval("agr-1", timeout=1)
+    assert not isinstance(caught.value, GolemAgreementNotApproved)
+    assert caught.value.message == message
+
+
 async def test_wait_for_approval_timeout_is_a_timeout(
     daemon: FakeDaemon, client: GolemClient
 ) -> None:
@@ -264,6 +290,16 @@ async def test_terminate_agreement_sends_the_reason(
     daemon.route("POST", f"{M}/agreements/agr-2/terminate", error_reply(410, "Terminated"))
     with pytest.raises(GolemGone):
         await client.market.terminate_agreement("agr-2", "bye")
+
+
+async def test_terminate_agreement_without_reason_sends_json_null(
+    daemon: FakeDaemon, client: GolemClient
+) -> None:
+    # yagna refuses a terminate without a body (400 "Content type error") but takes `null`.
+    daemon.route("POST", f"{M}/agreements/agr-1/terminate", httpx.Response(200))
+    await client.market.terminate_agreement("agr-1")
+    assert daemon.last.content == b"null"
+    assert daemon.last.headers["content-type"] == "application/json"
 
 
 async def test_collect_agreement_events(daemon: FakeDaemon, client: GolemClient) -> None:

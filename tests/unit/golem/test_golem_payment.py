@@ -13,6 +13,8 @@ from golem_operator.golem import (
     DebitNoteEventType,
     GolemBadRequest,
     GolemClient,
+    GolemGone,
+    GolemNotFound,
     InvoiceEventType,
     RejectionReason,
 )
@@ -106,9 +108,21 @@ async def test_create_allocation_insufficient_funds(
     daemon: FakeDaemon, client: GolemClient
 ) -> None:
     path = f"{P}/allocations"
-    daemon.route("POST", path, error_reply(400, "insufficient-account-funds"))
-    with pytest.raises(GolemBadRequest, match="insufficient-account-funds"):
+    # yagna 0.17.6 answers a problem JSON here, not an ErrorMessage: its `detail` is the message.
+    problem = {
+        "type": "/payment-api/v1/allocations/validation-error",
+        "detail": "Insufficient funds to create the allocation.",
+        "instance": "/payment-api/v1/allocations/validation-error/insufficient-account-funds",
+        "requestedFunds": "1000000",
+    }
+    daemon.route(
+        "POST",
+        path,
+        httpx.Response(400, json=problem, headers={"content-type": "application/problem+json"}),
+    )
+    with pytest.raises(GolemBadRequest) as caught:
         await client.payment.create_allocation("1000000", "erc20-holesky-tglm")
+    assert caught.value.message == "Insufficient funds to create the allocation."
     with pytest.raises(ValueError, match=">= 0"):
         await client.payment.create_allocation("-1", "erc20-holesky-tglm")
     with pytest.raises(ValueError, match="decimal"):
@@ -123,6 +137,20 @@ async def test_get_and_release_allocation(daemon: FakeDaemon, client: GolemClien
     assert allocation.model_extra is not None and "createdTs" in allocation.model_extra
     await client.payment.release_allocation("al-1")
     assert daemon.last.method == "DELETE"
+
+
+async def test_released_and_unknown_allocations(daemon: FakeDaemon, client: GolemClient) -> None:
+    # yagna 0.17.6: a released or unknown allocation is 404 `{"message": null}`; releasing
+    # again is 410.
+    daemon.route("GET", f"{P}/allocations/al-1", json_reply(404, {"message": None}))
+    gone = "Allocation al-1 has been already released"
+    daemon.route("DELETE", f"{P}/allocations/al-1", error_reply(410, gone))
+    with pytest.raises(GolemNotFound) as missing:
+        await client.payment.get_allocation("al-1")
+    assert missing.value.message == "Not Found"
+    with pytest.raises(GolemGone) as again:
+        await client.payment.release_allocation("al-1")
+    assert again.value.message == gone
 
 
 async def test_get_demand_decorations(daemon: FakeDaemon, client: GolemClient) -> None:
