@@ -23,6 +23,7 @@ set -eu
 : "${YAGNA_METRICS_PUSH:=false}"
 : "${YAGNA_START_TIMEOUT:=120}"
 : "${YAGNA_BIN:=yagna}"
+: "${YAGNA_API_URL:=http://127.0.0.1:7465}"
 export YAGNA_DATADIR
 
 log() { echo "[yagna-sidecar] $*" >&2; }
@@ -44,9 +45,21 @@ stop() {
 }
 trap stop TERM INT
 
-# The CLI talks to the daemon over GSB: it answers once the daemon is up.
+# Ready when the REST API answers (401 without a key) and the CLI reaches the daemon over GSB;
+# only then is the key handed over, so the operator never starts before yagna can serve it.
+rest_ready() {
+  python3 -c '
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1] + "/me", timeout=2)
+except urllib.error.HTTPError as error:
+    sys.exit(0 if error.code == 401 else 1)
+except OSError:
+    sys.exit(1)
+' "$YAGNA_API_URL"
+}
 waited=0
-until "$YAGNA_BIN" --json app-key list >/dev/null 2>&1; do
+until rest_ready && "$YAGNA_BIN" --json app-key list >/dev/null 2>&1; do
   if ! kill -0 "$yagna_pid" 2>/dev/null; then
     wait "$yagna_pid" || status=$?
     log "yagna exited during start (status ${status:-0})"

@@ -36,7 +36,9 @@ def namespace(control_plane: ControlPlane) -> str:
     """A fresh namespace per test (there is no namespace controller to delete one)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     control_plane.kubectl_run(
-        "create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Namespace",
-                                                "metadata": {"name": name}})
+        "create",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
     )
     return name

@@ -139,7 +139,7 @@ async def negotiate(
     counter = await client.post(
         f"/market-api/v1/demands/{demand_id}/proposals/{initial['proposalId']}", json=body
     )
-    assert counter.status_code == 201, counter.text
+    assert counter.status_code == 200, counter.text  # yagna: 200 (the spec says 201)
     drafts = [
         e for e in await collect(client, demand_id, want=1) if e["eventType"] == "ProposalEvent"
     ]
@@ -149,7 +149,7 @@ async def negotiate(
         "/market-api/v1/agreements",
         json={"proposalId": drafts[0]["proposal"]["proposalId"], "validTo": valid_to},
     )
-    assert created.status_code == 201, created.text
+    assert created.status_code == 200, created.text  # yagna: 200 (the spec says 201)
     agreement_id = created.json()
     assert (
         await client.post(f"/market-api/v1/agreements/{agreement_id}/confirm")

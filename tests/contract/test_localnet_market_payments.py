@@ -57,7 +57,8 @@ async def test_agreement_needs_a_negotiated_proposal(yagna: httpx.AsyncClient) -
     premature = await yagna.post(
         f"{M}/agreements", json={"proposalId": initial["proposalId"], "validTo": valid_to}
     )
-    assert premature.status_code == 409
+    assert premature.status_code == 400
+    assert "No negotiation with Provider took place" in premature.json()["message"]
     rejected = await yagna.post(
         f"{M}/demands/{demand_id}/proposals/{initial['proposalId']}/reject",
         json={"message": "no thanks"},
@@ -108,8 +109,15 @@ async def test_agreement_states_and_events(yagna: httpx.AsyncClient) -> None:
         f"{M}/agreementEvents", params={"afterTimestamp": events[1]["eventDate"], "timeout": 0.2}
     )
     assert later.json() == []
-    twice = await yagna.post(f"{M}/agreements/{deal.agreement_id}/terminate")
-    assert twice.status_code == 410
+    twice = await yagna.post(f"{M}/agreements/{deal.agreement_id}/terminate", json=None)
+    assert (twice.status_code, twice.json()) == (400, {"message": "Content type error"})
+    twice = await yagna.post(
+        f"{M}/agreements/{deal.agreement_id}/terminate", json={"message": "again"}
+    )
+    assert (twice.status_code, twice.json()["message"]) == (
+        410,
+        "Can't update Agreement state from Terminated to Terminated.",
+    )
 
 
 async def test_busy_provider_offers_again_after_its_agreement_ends(

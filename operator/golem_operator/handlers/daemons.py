@@ -8,15 +8,25 @@ which arrive per daemon, reach the service that can judge them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
 
 from pydantic import SecretStr
 
-from golem_operator.golem import GolemClient, GolemConfig
+from golem_operator.golem import AgreementEventType, GolemClient, GolemConfig, GolemError
 from golem_operator.observability import metrics
 from golem_operator.requestor.payments import PaymentOwner, PaymentProcessor
+
+
+class AgreementOwner(PaymentOwner, Protocol):
+    """A service holding agreements: it pays for them and hears when providers end them."""
+
+    def agreement_terminated(self, agreement_id: str, message: str) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +37,10 @@ class Daemon:
     client: GolemClient
     address: str
     payments: PaymentProcessor
-    owners: dict[str, PaymentOwner] = field(default_factory=dict)
+    owners: dict[str, AgreementOwner] = field(default_factory=dict)
+    watcher: asyncio.Task[None] | None = None
 
-    def register(self, agreement_id: str, owner: PaymentOwner) -> None:
+    def register(self, agreement_id: str, owner: AgreementOwner) -> None:
         self.owners[agreement_id] = owner
 
     def unregister(self, agreement_id: str) -> None:
@@ -57,16 +68,50 @@ class DaemonPool:
             except BaseException:
                 await client.aclose()
                 raise
-            owners: dict[str, PaymentOwner] = {}
+            owners: dict[str, AgreementOwner] = {}
             payments = PaymentProcessor(client, owners.get)
             daemon = Daemon(url, client, identity.identity, payments, owners)
             payments.start()
+            daemon.watcher = asyncio.create_task(_watch_agreements(daemon), name="agreements")
             self._daemons[key] = daemon
             log.info("connected to Golem daemon %s as %s", url, identity.identity)
             return daemon
 
     async def close(self) -> None:
         for daemon in self._daemons.values():
+            if daemon.watcher is not None:
+                daemon.watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await daemon.watcher
             await daemon.payments.close()
             await daemon.client.aclose()
         self._daemons.clear()
+
+
+async def _watch_agreements(daemon: Daemon) -> None:
+    """Tell owners when a provider terminates one of their agreements."""
+    after = datetime.now(UTC)
+    backoff = 0.5
+    while True:
+        try:
+            events = await daemon.client.market.collect_agreement_events(
+                after, timeout=2.0, max_events=100
+            )
+            backoff = 0.5
+        except asyncio.CancelledError:
+            raise
+        except GolemError as error:
+            log.info("collecting agreement events failed: %s", error)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            continue
+        for event in events:
+            after = max(after, event.event_date)
+            if event.event_type != AgreementEventType.TERMINATED:
+                continue
+            if (event.terminator or "").lower() == "requestor":
+                continue
+            owner = daemon.owners.get(event.agreement_id)
+            if owner is not None:
+                reason = event.reason.message if event.reason else "no reason given"
+                owner.agreement_terminated(event.agreement_id, f"provider terminated: {reason}")

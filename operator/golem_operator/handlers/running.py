@@ -28,6 +28,10 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
     """Runs until the instance is asked to stop or fails; returns after its transition."""
     assert worker.daemon is not None and instance.activity_id
     while True:
+        lost = worker.take_lost(instance.name)
+        if lost is not None:
+            worker.respawn(instance, Event.ACTIVITY_LOST, lost)
+            return
         if instance.stopping_reason:
             worker.transition(
                 instance, Event.STOP_REQUESTED, f"stopping ({instance.stopping_reason})"

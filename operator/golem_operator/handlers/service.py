@@ -73,6 +73,8 @@ class ServiceWorker:
         self.writer = StatusWriter(self._snapshot, self._patch, engine.config.status_interval)
         self._task: asyncio.Task[None] | None = None
         self._terminated_at: dict[str, datetime] = {}
+        #: Instances whose provider ended the agreement, with the reason (read by running).
+        self.lost: dict[str, str] = {}
         self._all_stopped_at: datetime | None = None
         self.update(body)
 
@@ -394,6 +396,14 @@ class ServiceWorker:
         signal = self.stop_signals.get(name)
         return signal is not None and signal.is_set()
 
+    def take_lost(self, name: str) -> str | None:
+        """The provider's termination message for an instance, once; re-arms its signal."""
+        message = self.lost.pop(name, None)
+        instance = self.instance(name)
+        if message is not None and instance is not None and not instance.stopping_reason:
+            self.stop_signals[name].clear()
+        return message
+
     async def sleep_or_stop(self, name: str, seconds: float) -> bool:
         """Sleep; True if a stop was requested meanwhile."""
         signal = self.stop_signals.setdefault(name, asyncio.Event())
@@ -493,6 +503,13 @@ class ServiceWorker:
 
     def event(self, instance: Instance, reason: str, message: str, warning: bool = False) -> None:
         self.engine.kube.event_soon(self.ref, reason, f"{instance.name}: {message}", warning)
+
+    def agreement_terminated(self, agreement_id: str, message: str) -> None:
+        instance = self._by_agreement(agreement_id)
+        if instance is None or instance.state not in (S.STARTING, S.RUNNING):
+            return
+        self.lost[instance.name] = message
+        self.stop_signals.setdefault(instance.name, asyncio.Event()).set()
 
     # --- payments (PaymentOwner) ----------------------------------------------------------
 

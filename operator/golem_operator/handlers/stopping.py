@@ -42,12 +42,10 @@ async def stop(worker: ServiceWorker, instance: Instance) -> None:
             raise
         except GolemError as golem_error:
             outcomes, error = [], f"stop script: {golem_error.message}"
-        result, downloads = summarize_results(
+        result, _ = summarize_results(
             batch, outcomes, datetime.now(UTC).isoformat(timespec="seconds"), error
         )
-        instance.last_run = result
-        if downloads:
-            instance.downloads = downloads
+        # lastRun keeps the run script's latest result; the stop script's shows in message.
         if not result.success:
             message += f"; stop script failed: {result.message}"
     await starting.release(worker, instance, reason=instance.stopping_reason or "stopped")

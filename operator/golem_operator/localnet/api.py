@@ -1,8 +1,11 @@
 """aiohttp routes speaking yagna's requestor REST API (plus `/_localnet` admin paths).
 
 Built by `localnet.server.LocalNetwork`; every handler validates the request, calls
-`localnet.network.Network` and shapes the answer as the real daemon does. Errors are
-`{"message": ...}` with yagna's status codes; every path needs `Authorization: Bearer <key>`.
+`localnet.network.Network` and shapes the answer as the real daemon (yagna 0.17.6) does:
+its status codes, `{"message": ...}` error bodies (problem JSON under POST /allocations,
+plain text for 401), id formats and the checks it makes on path ids and JSON bodies. Every
+path needs `Authorization: Bearer <key>`. Where yagna differs from its OpenAPI definitions,
+the localnet follows yagna (docs/localnet.md lists the differences).
 """
 
 from __future__ import annotations
@@ -19,7 +22,18 @@ from pydantic import ValidationError
 
 from golem_operator.localnet.config import Faults, format_validation_error
 from golem_operator.localnet.events import EventLog, iso, parse_iso, stamp
-from golem_operator.localnet.network import Activity, ApiError, Document, Network
+from golem_operator.localnet.network import (
+    Activity,
+    Agreement,
+    ApiError,
+    Demand,
+    Document,
+    Network,
+    ProblemError,
+    agreement_id_problem,
+    check_proposal_id,
+    check_subscription_id,
+)
 from golem_operator.localnet.pricing import parse_amount
 from golem_operator.localnet.sandbox import SandboxError
 
@@ -46,15 +60,16 @@ def _net(request: web.Request) -> Network:
 
 
 def make_auth_middleware(app_key: str) -> Any:
-    expected = f"Bearer {app_key}".encode()
+    expected = app_key.encode()
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        header = request.headers.get("Authorization")
-        if not header:
-            return _json({"message": "Missing application key"}, 401)
-        if not hmac.compare_digest(header.strip().encode(), expected):
-            return _json({"message": "Invalid application key"}, 401)
+        # yagna answers in plain text; anything but a `Bearer ` header counts as missing.
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return web.Response(status=401, text="Missing application key")
+        if not hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), expected):
+            return web.Response(status=401, text="Invalid application key")
         return await handler(request)
 
     return auth
@@ -64,8 +79,15 @@ def make_auth_middleware(app_key: str) -> Any:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except ProblemError as error:
+        return web.json_response(
+            error.problem, status=error.status, content_type="application/problem+json"
+        )
     except ApiError as error:
         return _json({"message": error.message}, error.status)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        # No such route: yagna (actix) answers 404 with an empty body, whatever the method.
+        return web.Response(status=404)
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -118,34 +140,92 @@ def _after(request: web.Request, name: str = "afterTimestamp") -> datetime | Non
         raise ApiError(400, f"Invalid query parameter {name}: {raw!r}") from None
 
 
-async def _body(request: web.Request, *, required: bool = True) -> Any:
+def _is_json(request: web.Request) -> bool:
+    content_type = request.content_type
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+async def _body(request: web.Request) -> Any:
+    """The JSON body, checked as yagna's extractor does: JSON content type, then valid JSON."""
+    if not _is_json(request):
+        raise ApiError(400, "Content type error")
     text = await request.text()
     if not text.strip():
-        if required:
-            raise ApiError(400, "Request body is required")
-        return None
+        raise ApiError(400, "Json deserialize error: EOF while parsing a value at line 1 column 0")
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise ApiError(400, f"Json deserialize error: {error}") from None
 
 
-async def _object_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    body = await _body(request, required=required)
-    if body is None:
+async def _object_body(request: web.Request) -> dict[str, Any]:
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Json deserialize error: expected an object")
+    return body
+
+
+async def _admin_body(request: web.Request) -> dict[str, Any]:
+    """The admin paths take any content type and an empty body as {}."""
+    text = await request.text()
+    if not text.strip():
         return {}
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ApiError(400, f"Json deserialize error: {error}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Json deserialize error: expected an object")
     return body
 
 
 async def _reason(request: web.Request) -> dict[str, Any] | None:
-    body = await _body(request, required=False)
+    """A Reason body or JSON `null`; yagna refuses a missing body (400 Content type error)."""
+    body = await _body(request)
     if body is None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("message"), str):
-        raise ApiError(400, "Json deserialize error: Reason needs a `message` string")
+        raise ApiError(400, "Json deserialize error: missing field `message`")
     return body
+
+
+def _subscription_id(request: web.Request) -> str:
+    subscription_id = request.match_info["subscriptionId"]
+    check_subscription_id(subscription_id)
+    return subscription_id
+
+
+def _demand(request: web.Request) -> Demand:
+    return _net(request).demand(_subscription_id(request))
+
+
+def _proposal_id(request: web.Request) -> str:
+    proposal_id = request.match_info["proposalId"]
+    check_proposal_id(proposal_id)
+    return proposal_id
+
+
+def _agreement(request: web.Request, *, call: str = "get") -> Agreement:
+    """The agreement of the path; a malformed or unknown id fails as yagna words it per `call`.
+
+    `call` is "get" (GET /agreements/{id}, terminate/reason), "wait", "terminate", or
+    "confirm" (confirm, cancel: like wait, they name the id with its `R-` prefix).
+    """
+    agreement_id = request.match_info["agreementId"]
+    problem = agreement_id_problem(agreement_id)
+    if problem is not None:
+        if call == "terminate":
+            raise ApiError(
+                500,
+                f"Failed to get Agreement [{agreement_id}]. Error: Invalid Agreement id: {problem}",
+            )
+        lead = "Invalid agreement id." if call == "wait" else "Invalid Agreement id."
+        raise ApiError(400, f"{lead} {problem}")
+    agreement = _net(request).agreements.get(agreement_id)
+    if agreement is None:
+        named = agreement_id if call in ("get", "terminate") else f"R-{agreement_id}"
+        raise ApiError(404, f"Agreement [{named}] not found.")
+    return agreement
 
 
 async def _demand_offer(request: web.Request) -> tuple[dict[str, Any], str]:
@@ -166,6 +246,7 @@ async def get_me(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- market
 async def subscribe_demand(request: web.Request) -> web.Response:
     properties, constraint_text = await _demand_offer(request)
+    # Constraints are not validated here (yagna answers 201 for any text).
     demand = _net(request).subscribe_demand(properties, constraint_text)
     return _json(demand.id, 201)
 
@@ -176,13 +257,12 @@ async def get_demands(request: web.Request) -> web.Response:
 
 
 async def unsubscribe_demand(request: web.Request) -> web.Response:
-    _net(request).unsubscribe_demand(request.match_info["subscriptionId"])
+    _net(request).unsubscribe_demand(_subscription_id(request))
     return _no_content()
 
 
 async def collect_offers(request: web.Request) -> web.Response:
-    net = _net(request)
-    demand = net.demand(request.match_info["subscriptionId"])
+    demand = _demand(request)
     events = await demand.events.collect(
         wait_seconds=_timeout(request), max_events=_max_events(request)
     )
@@ -192,26 +272,23 @@ async def collect_offers(request: web.Request) -> web.Response:
 
 
 async def get_proposal_offer(request: web.Request) -> web.Response:
-    net = _net(request)
-    demand = net.demand(request.match_info["subscriptionId"])
-    proposal = net.proposal_of(demand, request.match_info["proposalId"])
+    proposal_id = _proposal_id(request)
+    proposal = _net(request).proposal_of(_demand(request), proposal_id)
     return _json(proposal.to_json())
 
 
 async def counter_proposal_demand(request: web.Request) -> web.Response:
-    net = _net(request)
-    demand = net.demand(request.match_info["subscriptionId"])
+    proposal_id = _proposal_id(request)
+    demand = _demand(request)
     properties, constraint_text = await _demand_offer(request)
-    counter = net.counter_proposal(
-        demand, request.match_info["proposalId"], properties, constraint_text
-    )
-    return _json(counter.id, 201)
+    counter = _net(request).counter_proposal(demand, proposal_id, properties, constraint_text)
+    return _json(counter.id, 200)  # yagna answers 200; the spec says 201
 
 
 async def reject_proposal_offer(request: web.Request) -> web.Response:
-    net = _net(request)
-    demand = net.demand(request.match_info["subscriptionId"])
-    net.reject_proposal(demand, request.match_info["proposalId"], await _reason(request))
+    proposal_id = _proposal_id(request)
+    demand = _demand(request)
+    _net(request).reject_proposal(demand, proposal_id, await _reason(request))
     return _no_content()
 
 
@@ -225,56 +302,43 @@ async def create_agreement(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, f"Invalid validTo: {valid_to!r}") from None
     agreement = _net(request).create_agreement(proposal_id, valid_to)
-    return _json(agreement.id, 201)
+    return _json(agreement.id, 200)  # yagna answers 200; the spec says 201
 
 
 async def get_agreement(request: web.Request) -> web.Response:
-    net = _net(request)
-    agreement = net.agreement(request.match_info["agreementId"])
-    return _json(agreement.to_json(net.requestor_id))
+    return _json(_agreement(request).to_json(_net(request).requestor_id))
 
 
 async def confirm_agreement(request: web.Request) -> web.Response:
-    net = _net(request)
-    net.confirm_agreement(net.agreement(request.match_info["agreementId"]))
+    _net(request).confirm_agreement(_agreement(request, call="confirm"))
     return _no_content()
 
 
 async def wait_for_approval(request: web.Request) -> web.Response:
-    net = _net(request)
-    agreement = net.agreement(request.match_info["agreementId"])
-    await net.wait_for_approval(agreement, _timeout(request))
+    agreement = _agreement(request, call="wait")
+    await _net(request).wait_for_approval(agreement, _timeout(request))
     return _no_content()
 
 
 async def cancel_agreement(request: web.Request) -> web.Response:
-    net = _net(request)
-    agreement = net.agreement(request.match_info["agreementId"])
-    net.cancel_agreement(agreement, await _reason(request))
+    agreement = _agreement(request, call="confirm")
+    _net(request).cancel_agreement(agreement, await _reason(request))
     return _no_content()
 
 
 async def terminate_agreement(request: web.Request) -> web.Response:
-    net = _net(request)
-    agreement = net.agreement(request.match_info["agreementId"])
-    await net.terminate_agreement(agreement, "Requestor", await _reason(request))
-    return _no_content()
+    agreement = _agreement(request, call="terminate")
+    await _net(request).terminate_agreement(agreement, "Requestor", await _reason(request))
+    return web.Response(status=200)  # yagna: 200 with an empty body; the spec says 204
 
 
 async def terminate_reason(request: web.Request) -> web.Response:
-    net = _net(request)
-    agreement = net.agreement(request.match_info["agreementId"])
+    agreement = _agreement(request)
     if agreement.state != "Terminated" or agreement.terminated_date is None:
-        raise ApiError(400, f"Agreement [{agreement.id}] is not terminated.")
-    event: dict[str, Any] = {
-        "eventType": "AgreementTerminatedEvent",
-        "eventDate": iso(agreement.terminated_date),
-        "agreementId": agreement.id,
-        "terminator": agreement.terminator,
-        "signature": "",
-    }
-    if agreement.reason is not None:
-        event["reason"] = agreement.reason
+        # yagna names the agreement with its provider-side (`P-`) id here.
+        raise ApiError(400, f"Agreement [P-{agreement.id}] not terminated yet.")
+    event = _net(request).terminated_event(agreement)
+    event["signature"] = ""  # yagna 0.17.6 leaves it empty in this answer
     return _json(event)
 
 
@@ -303,7 +367,10 @@ async def create_activity(request: web.Request) -> web.Response:
     else:
         raise ApiError(400, "Json deserialize error: `agreementId` is required")
     activity = await _net(request).create_activity(agreement_id)
-    # yagna answers 200 here although the OpenAPI definition says 201 (yagna-offline.md)
+    # yagna answers 200 here although the OpenAPI definition says 201 (yagna-offline.md),
+    # and in the shape it was asked: a bare id for a bare id, else {"activityId": ...}.
+    if isinstance(body, str):
+        return _json(activity.id, 200)
     return _json({"activityId": activity.id}, 200)
 
 
@@ -357,8 +424,9 @@ async def get_running_commands(request: web.Request) -> web.Response:
 
 async def destroy_activity(request: web.Request) -> web.Response:
     activity = await _activity_of(request)
-    await _net(request).end_activity(activity, "Destroyed by requestor", error=None)
-    return web.Response(status=200)
+    # Destroyed by the requestor: no reason in the state afterwards (as yagna shows it).
+    await _net(request).end_activity(activity, None, error=None)
+    return _json(None, 200)
 
 
 # --------------------------------------------------------------------- payment
@@ -398,13 +466,13 @@ async def amend_allocation(request: web.Request) -> web.Response:
         allocation.total = total
     if isinstance(body.get("timeout"), str):
         allocation.timeout = body["timeout"]
+    allocation.updated = stamp()
     return _json(allocation.to_json())
 
 
 async def release_allocation(request: web.Request) -> web.Response:
-    allocation = _net(request).allocation(request.match_info["allocationId"])
-    allocation.released = True
-    return web.Response(status=200)
+    _net(request).release_allocation(request.match_info["allocationId"])
+    return _json(None, 200)
 
 
 async def demand_decorations(request: web.Request) -> web.Response:
@@ -424,14 +492,14 @@ async def demand_decorations(request: web.Request) -> web.Response:
 def _note(request: web.Request) -> Document:
     note = _net(request).debit_notes.get(request.match_info["debitNoteId"])
     if note is None:
-        raise ApiError(404, f"Debit note [{request.match_info['debitNoteId']}] not found.")
+        raise ApiError(404, None)  # yagna: 404 `{"message": null}`
     return note
 
 
 def _invoice(request: web.Request) -> Document:
     invoice = _net(request).invoices.get(request.match_info["invoiceId"])
     if invoice is None:
-        raise ApiError(404, f"Invoice [{request.match_info['invoiceId']}] not found.")
+        raise ApiError(404, None)  # yagna: 404 `{"message": null}`
     return invoice
 
 
@@ -522,12 +590,20 @@ async def invoice_events(request: web.Request) -> web.Response:
 
 
 # ----------------------------------------------------------------------- admin
+def _admin_activity(request: web.Request) -> Activity:
+    activity_id = request.match_info["activityId"]
+    activity = _net(request).activities.get(activity_id)
+    if activity is None:
+        raise ApiError(404, f"Activity [{activity_id}] not found.")
+    return activity
+
+
 async def audit(request: web.Request) -> web.Response:
     return _json(_net(request).audit())
 
 
 async def read_activity_file(request: web.Request) -> web.Response:
-    activity = _net(request).activity(request.match_info["activityId"])
+    activity = _admin_activity(request)
     path = request.query.get("path")
     if not path:
         raise ApiError(400, "query parameter `path` is required")
@@ -547,7 +623,7 @@ async def set_provider_faults(request: web.Request) -> web.Response:
     provider = net.providers.get(request.match_info["name"])
     if provider is None:
         raise ApiError(404, f"Provider [{request.match_info['name']}] not found.")
-    body = await _object_body(request)
+    body = await _admin_body(request)
     try:
         faults = Faults.model_validate({**provider.faults.model_dump(), **body})
     except ValidationError as error:
@@ -558,7 +634,7 @@ async def set_provider_faults(request: web.Request) -> web.Response:
 
 async def crash_activity(request: web.Request) -> web.Response:
     net = _net(request)
-    activity = net.activity(request.match_info["activityId"])
+    activity = _admin_activity(request)
     await net.crash_activity(activity)
     return _json(activity.state_json())
 
@@ -614,7 +690,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{MARKET}/agreements/{{agreementId}}/wait", wait_for_approval)
     r.add_post(f"{MARKET}/agreements/{{agreementId}}/cancel", cancel_agreement)
     r.add_post(f"{MARKET}/agreements/{{agreementId}}/terminate", terminate_agreement)
-    r.add_post(f"{MARKET}/agreements/{{agreementId}}/terminate/reason", terminate_reason)
+    # yagna serves GET (a POST, as the spec has it, gets 404 there and here).
+    r.add_get(f"{MARKET}/agreements/{{agreementId}}/terminate/reason", terminate_reason)
     r.add_get(f"{MARKET}/agreementEvents", collect_agreement_events)
 
     r.add_post(f"{ACTIVITY}/activity", create_activity)

@@ -14,8 +14,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import secrets
 import urllib.parse
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,16 +45,76 @@ P_CHOSEN_PLATFORM = "golem.com.payment.chosen-platform"
 
 
 class ApiError(Exception):
-    """An error answer: HTTP status and yagna's `{"message": ...}`."""
+    """An error answer: HTTP status and yagna's `{"message": ...}` (null for a bare 404)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str | None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
 
 
+class ProblemError(ApiError):
+    """An RFC 7807 problem answer (`application/problem+json`), as POST /allocations gives."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(status, str(problem.get("detail", "")))
+        self.problem = problem
+
+
+# Id formats of yagna 0.17.6, as the requestor sees them.
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_SUBSCRIPTION_ID = re.compile(r"[0-9a-fA-F]{32}-[0-9a-fA-F]{64}")
+_PROPOSAL_ID = re.compile(r"[RP]-[0-9a-fA-F]{64}")
+_NOT_HEX = re.compile(r"[^0-9a-fA-F]")
+
+
 def new_id() -> str:
+    """An agreement (or batch) id: 64 hex digits."""
     return secrets.token_hex(32)
+
+
+def new_subscription_id() -> str:
+    """A demand subscription id: 32 random hex digits, a dash, 64 hex digits (a hash)."""
+    return f"{secrets.token_hex(16)}-{secrets.token_hex(32)}"
+
+
+def new_proposal_id() -> str:
+    """A proposal id on the requestor's side: `R-` and 64 hex digits."""
+    return f"R-{secrets.token_hex(32)}"
+
+
+def new_activity_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_document_id() -> str:
+    """An allocation, debit note or invoice id: a UUID."""
+    return str(uuid.uuid4())
+
+
+def check_subscription_id(subscription_id: str) -> None:
+    if _SUBSCRIPTION_ID.fullmatch(subscription_id) is None:
+        raise ApiError(
+            400, f"Path deserialize error: Subscription id [{subscription_id}] has invalid format."
+        )
+
+
+def check_proposal_id(proposal_id: str) -> None:
+    if _PROPOSAL_ID.fullmatch(proposal_id) is None:
+        raise ApiError(400, f"Path deserialize error: Id [{proposal_id}] has invalid format.")
+
+
+def agreement_id_problem(agreement_id: str) -> str | None:
+    """Why yagna refuses this agreement id, or None when it has the right format."""
+    if _NOT_HEX.search(agreement_id) is not None:
+        return f"Id [{agreement_id}] contains non hexadecimal characters."
+    if _HEX64.fullmatch(agreement_id) is None:
+        return f"Id [{agreement_id}] hash has invalid length. Should be |64|"
+    return None
+
+
+def _transition(state: str, target: str) -> str:
+    return f"Can't update Agreement state from {state} to {target}."
 
 
 def node_address(name: str) -> str:
@@ -151,6 +213,8 @@ class Demand:
     constraints: str
     expression: Expression | None
     timestamp: datetime
+    # yagna takes a demand whose constraints do not parse; such a demand matches nothing.
+    constraints_parse: bool = True
     events: EventQueue = field(default_factory=EventQueue)
     proposals: dict[str, Proposal] = field(default_factory=dict)
     offered_to: set[str] = field(default_factory=set)
@@ -219,6 +283,10 @@ class Agreement:
             "validTo": self.valid_to,
             "state": self.state,
             "timestamp": iso(self.timestamp),
+            # yagna 0.17.6 signs nothing and says so.
+            "proposedSignature": "NoSignature",
+            "approvedSignature": "NoSignature",
+            "committedSignature": "NoSignature",
         }
         if self.approved_date is not None:
             body["approvedDate"] = iso(self.approved_date)
@@ -313,6 +381,7 @@ class Allocation:
     make_deposit: bool
     spent: Decimal = Decimal(0)
     released: bool = False
+    updated: datetime | None = None
 
     @property
     def remaining(self) -> Decimal:
@@ -327,6 +396,8 @@ class Allocation:
             "spentAmount": pricing.format_amount(self.spent),
             "remainingAmount": pricing.format_amount(self.remaining),
             "timestamp": iso(self.timestamp),
+            "createdTs": iso(self.timestamp),
+            "updatedTs": iso(self.updated or self.timestamp),
             "makeDeposit": self.make_deposit,
         }
         if self.timeout is not None:
@@ -432,16 +503,20 @@ class Network:
 
     # ------------------------------------------------------------------ market
     def subscribe_demand(self, properties: dict[str, Any], constraint_text: str) -> Demand:
+        # yagna does not validate the constraints here (201); one that does not parse
+        # simply matches no offer.
         try:
             expression = constraints.parse_constraints(constraint_text)
-        except constraints.ConstraintError as error:
-            raise ApiError(400, f"Invalid constraints: {error}") from None
+            parses = True
+        except constraints.ConstraintError:
+            expression, parses = None, False
         demand = Demand(
-            id=new_id(),
+            id=new_subscription_id(),
             properties=constraints.flatten_properties(properties),
             constraints=constraint_text,
             expression=expression,
             timestamp=stamp(),
+            constraints_parse=parses,
         )
         self.demands[demand.id] = demand
         for provider in self.providers.values():
@@ -450,7 +525,7 @@ class Network:
 
     def _offer(self, provider: Provider, demand: Demand) -> None:
         """Emit the provider's offer as an Initial proposal when both sides match."""
-        if provider.busy or provider.name in demand.offered_to:
+        if provider.busy or provider.name in demand.offered_to or not demand.constraints_parse:
             return
         offer = provider.offer_properties()
         if not constraints.evaluate(demand.expression, offer):
@@ -459,7 +534,7 @@ class Network:
             return
         demand.offered_to.add(provider.name)
         proposal = Proposal(
-            id=new_id(),
+            id=new_proposal_id(),
             demand_id=demand.id,
             provider=provider,
             issuer_id=provider.node_id,
@@ -491,9 +566,8 @@ class Network:
     def demand(self, demand_id: str) -> Demand:
         demand = self.demands.get(demand_id)
         if demand is None:
-            if demand_id in self.removed_demands:
-                raise ApiError(404, f"Subscription [{demand_id}] not found. Could be unsubscribed.")
-            raise ApiError(404, f"Subscription [{demand_id}] not found.")
+            # yagna says so for unknown and unsubscribed demands alike.
+            raise ApiError(404, f"Subscription [{demand_id}] not found. Could be unsubscribed.")
         return demand
 
     def unsubscribe_demand(self, demand_id: str) -> None:
@@ -514,15 +588,21 @@ class Network:
     ) -> Proposal:
         offer = self.proposal_of(demand, proposal_id)
         if not offer.from_provider:
-            raise ApiError(400, f"Can't counter own Proposal [{proposal_id}].")
+            raise ApiError(400, f"Can't react to own Proposal [{proposal_id}].")
         if offer.state in ("Rejected", "Expired"):
             raise ApiError(410, f"Proposal [{proposal_id}] was {offer.state.lower()}.")
+        if any(p.prev_id == offer.id and not p.from_provider for p in demand.proposals.values()):
+            raise ApiError(
+                410,
+                f"Proposal [{proposal_id}] already has counter proposal. "
+                "Can't counter for the second time.",
+            )
         try:
             expression = constraints.parse_constraints(constraint_text)
         except constraints.ConstraintError as error:
             raise ApiError(400, f"Invalid constraints: {error}") from None
         counter = Proposal(
-            id=new_id(),
+            id=new_proposal_id(),
             demand_id=demand.id,
             provider=offer.provider,
             issuer_id=self.requestor_id,
@@ -572,7 +652,7 @@ class Network:
             elif key != P_INTERVAL:
                 offer.pop(key, None)
         draft = Proposal(
-            id=new_id(),
+            id=new_proposal_id(),
             demand_id=demand.id,
             provider=provider,
             issuer_id=provider.node_id,
@@ -595,19 +675,30 @@ class Network:
 
     def reject_proposal(self, demand: Demand, proposal_id: str, reason: Any) -> None:
         proposal = self.proposal_of(demand, proposal_id)
-        if proposal.state == "Rejected":
-            raise ApiError(410, f"Proposal [{proposal_id}] already rejected.")
-        proposal.state = "Rejected"
+        proposal.state = "Rejected"  # again is fine: yagna answers 204 again
 
     def create_agreement(self, proposal_id: str, valid_to: str) -> Agreement:
+        if _PROPOSAL_ID.fullmatch(proposal_id) is None:
+            raise ApiError(400, f"Invalid Agreement id. Id [{proposal_id}] has invalid format.")
+        for_proposal = f"Can't create Agreement for Proposal [{proposal_id}]."
         proposal = self.proposals.get(proposal_id)
         if proposal is None or proposal.demand_id not in self.demands:
-            raise ApiError(404, f"Proposal [{proposal_id}] not found.")
+            raise ApiError(400, f"{for_proposal} Proposal [{proposal_id}] not found.")
         if not proposal.from_provider:
-            raise ApiError(400, f"Can't create Agreement from own Proposal [{proposal_id}].")
+            raise ApiError(
+                400,
+                f"Can't create Agreement for an own Proposal [{proposal_id}]. "
+                "You can promote only provider's Proposals to Agreement.",
+            )
         if proposal.state == "Initial":
-            raise ApiError(409, f"Proposal [{proposal_id}] not negotiated yet (Initial state).")
-        if proposal.state in ("Rejected", "Expired", "Accepted"):
+            raise ApiError(
+                400,
+                f"{for_proposal} No negotiation with Provider took place. "
+                "(You should counter Proposal at least one time)",
+            )
+        if proposal.state == "Accepted":
+            raise ApiError(409, f"Can't create second Agreement for Proposal [{proposal_id}].")
+        if proposal.state in ("Rejected", "Expired"):
             raise ApiError(410, f"Proposal [{proposal_id}] is {proposal.state}.")
         demand_side = self.proposals.get(proposal.prev_id or "")
         if demand_side is None:
@@ -637,7 +728,7 @@ class Network:
 
     def confirm_agreement(self, agreement: Agreement) -> None:
         if agreement.state != "Proposal":
-            raise ApiError(410, f"Agreement [{agreement.id}] is {agreement.state}, not Proposal.")
+            raise ApiError(410, _transition(agreement.state, "Pending"))
         self._set_agreement_state(agreement, "Pending")
         self.spawn(self._provider_decides(agreement))
 
@@ -697,19 +788,25 @@ class Network:
         while True:
             if agreement.state == "Approved":
                 return
+            # yagna's answers, its `R-` (requestor side) id prefix included.
+            named = f"Agreement [R-{agreement.id}]"
             if agreement.state == "Proposal":
-                raise ApiError(409, f"Agreement [{agreement.id}] not confirmed yet by Requestor.")
-            if agreement.state in ("Rejected", "Cancelled", "Expired", "Terminated"):
-                raise ApiError(410, f"Agreement [{agreement.id}] {agreement.state}.")
+                raise ApiError(400, f"{named} should be confirmed, before waiting for approval.")
+            if agreement.state == "Terminated":
+                raise ApiError(400, f"{named} terminated.")
+            if agreement.state == "Expired":
+                raise ApiError(410, f"{named} expired.")
+            if agreement.state in ("Rejected", "Cancelled"):
+                raise ApiError(410, f"{named} {agreement.state}.")
             remaining = deadline - self.now()
             if remaining <= 0:
-                raise ApiError(408, f"Timeout waiting for Agreement [{agreement.id}] approval.")
+                raise ApiError(408, f"Timeout while waiting for {named} approval.")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(agreement.changed.wait(), remaining)
 
     def cancel_agreement(self, agreement: Agreement, reason: dict[str, Any] | None) -> None:
         if agreement.state not in ("Proposal", "Pending"):
-            raise ApiError(410, f"Agreement [{agreement.id}] is {agreement.state}.")
+            raise ApiError(410, _transition(agreement.state, "Cancelled"))
         agreement.reason = reason
         self._set_agreement_state(agreement, "Cancelled")
         moment = stamp()
@@ -726,27 +823,17 @@ class Network:
         self, agreement: Agreement, terminator: str, reason: dict[str, Any] | None
     ) -> None:
         if agreement.state in ("Proposal", "Pending"):
-            raise ApiError(409, f"Agreement [{agreement.id}] not approved yet.")
+            raise ApiError(409, _transition(agreement.state, "Terminated"))
         if agreement.state != "Approved":
-            raise ApiError(410, f"Agreement [{agreement.id}] is {agreement.state}.")
+            raise ApiError(410, _transition(agreement.state, "Terminated"))
         agreement.terminator = terminator
-        agreement.reason = reason or {"message": "Terminated"}
+        agreement.reason = reason  # None when the requestor sent JSON null, as yagna keeps it
         agreement.terminated_date = stamp()
         self._set_agreement_state(agreement, "Terminated")
         for timer in agreement.timers:
             if timer is not asyncio.current_task():
                 timer.cancel()
-        self.agreement_events.append(
-            agreement.terminated_date,
-            {
-                "eventType": "AgreementTerminatedEvent",
-                "eventDate": iso(agreement.terminated_date),
-                "agreementId": agreement.id,
-                "terminator": terminator,
-                "signature": hashlib.sha256(agreement.id.encode()).hexdigest(),
-                "reason": agreement.reason,
-            },
-        )
+        self.agreement_events.append(agreement.terminated_date, self.terminated_event(agreement))
         for activity_id in agreement.activities:
             await self.end_activity(
                 self.activities[activity_id], "Agreement terminated", error=None
@@ -756,13 +843,36 @@ class Network:
         provider.agreements.discard(agreement.id)
         self._reoffer(provider)
 
+    def terminated_event(self, agreement: Agreement) -> dict[str, Any]:
+        """The AgreementTerminatedEvent of a terminated agreement (events and /terminate/reason)."""
+        assert agreement.terminated_date is not None
+        event: dict[str, Any] = {
+            "eventType": "AgreementTerminatedEvent",
+            "eventDate": iso(agreement.terminated_date),
+            "agreementId": agreement.id,
+            "terminator": agreement.terminator,
+            "signature": hashlib.sha256(agreement.id.encode()).hexdigest(),
+        }
+        if agreement.reason is not None:
+            event["reason"] = agreement.reason
+        return event
+
     # ---------------------------------------------------------------- activity
     async def create_activity(self, agreement_id: str) -> Activity:
-        agreement = self.agreement(agreement_id)
+        problem = agreement_id_problem(agreement_id)
+        if problem is not None:
+            raise ApiError(500, f"Service error: {problem}")
+        agreement = self.agreements.get(agreement_id)
+        if agreement is None:
+            raise ApiError(404, f"Not found: {agreement_id}")
         if agreement.state != "Approved":
-            raise ApiError(400, f"Agreement [{agreement_id}] is {agreement.state}, not Approved.")
+            raise ApiError(
+                400,
+                f"Bad request: Agreement {agreement_id} is not Approved. "
+                f"Current state: {agreement.state}",
+            )
         await agreement.provider.react()
-        activity_id = new_id()
+        activity_id = new_activity_id()
         activity = Activity(
             id=activity_id,
             agreement=agreement,
@@ -781,7 +891,8 @@ class Network:
     def activity(self, activity_id: str) -> Activity:
         activity = self.activities.get(activity_id)
         if activity is None:
-            raise ApiError(404, f"Activity [{activity_id}] not found.")
+            # yagna 0.17.6 answers every activity call on an unknown id so (not 404).
+            raise ApiError(500, f"DAO error: Not found: agreement id for activity: {activity_id}")
         return activity
 
     async def _crash_later(self, activity: Activity, delay: float) -> None:
@@ -791,7 +902,9 @@ class Network:
     async def crash_activity(self, activity: Activity) -> None:
         await self.end_activity(activity, "ExeUnit crashed", error="ExeUnit process died")
 
-    async def end_activity(self, activity: Activity, reason: str, *, error: str | None) -> None:
+    async def end_activity(
+        self, activity: Activity, reason: str | None, *, error: str | None
+    ) -> None:
         """Kill everything of the activity; it stays visible as Terminated."""
         if activity.terminated:
             return
@@ -1047,7 +1160,7 @@ class Network:
         moment = stamp()
         payment_timeout = agreement.negotiated_seconds(P_PAYMENT_TIMEOUT)
         note = Document(
-            id=new_id(),
+            id=new_document_id(),
             agreement=agreement,
             amount=self.activity_cost(activity),
             timestamp=moment,
@@ -1073,7 +1186,7 @@ class Network:
         activities = [self.activities[a] for a in agreement.activities]
         amount = sum((self.activity_cost(a) for a in activities), Decimal(0))
         invoice = Document(
-            id=new_id(),
+            id=new_document_id(),
             agreement=agreement,
             amount=amount,
             timestamp=moment,
@@ -1128,21 +1241,68 @@ class Network:
             total = pricing.parse_amount(body.get("totalAmount"))
         except ValueError as error:
             raise ApiError(400, f"Invalid totalAmount: {error}") from None
-        platform = body.get("paymentPlatform", self.config.payment_platform)
+        requested_platform = body.get("paymentPlatform", self.config.payment_platform)
+        platform = requested_platform
         if isinstance(platform, dict):
             parts = [platform.get("driver", "erc20"), platform.get("network", "holesky")]
-            platform = "-".join([*parts, platform.get("token", "tglm")])
+            platform = "-".join([*parts, platform.get("token") or "tglm"])
+        # Errors as yagna 0.17.6 words them: problem JSON (RFC 7807) under /allocations.
+        echoed = {
+            "address": body.get("address"),
+            "deposit": body.get("deposit"),
+            "extendTimeout": body.get("extendTimeout"),
+            "makeDeposit": body.get("makeDeposit", False),
+            "paymentPlatform": requested_platform,
+            "timeout": body.get("timeout"),
+            "totalAmount": pricing.format_amount(total),
+        }
         if platform != self.config.payment_platform:
-            raise ApiError(400, f"Payment platform {platform} is not initialized")
+            raise ProblemError(
+                400,
+                {
+                    "type": "/payment-api/v1/allocations/bad-payment-platform",
+                    "detail": "Payment platform doesn't parse",
+                    "parseError": f"Payment platform {platform} is not served by this localnet "
+                    f"(only {self.config.payment_platform})",
+                    "requestBody": echoed,
+                    "requestedPaymentPlatform": requested_platform,
+                },
+            )
         address = body.get("address", self.requestor_id)
         if address != self.requestor_id:
-            raise ApiError(400, f"Address {address} is not the requestor's account")
+            raise ProblemError(
+                500,
+                {
+                    "type": "/payment-api/v1/allocations/internal-error",
+                    "detail": "Unhandled internal error",
+                    "internalError": "Failed to initialize account on driver: erc20 due to "
+                    f"error Account {address} not found in active accounts",
+                    "requestBody": echoed,
+                },
+            )
         live = [a for a in self.allocations.values() if not a.released]
         reserved = sum((a.remaining for a in live), Decimal(0))
-        if total + reserved > self.config.requestor.funds:
-            raise ApiError(400, "insufficient-account-funds")
+        funds = self.config.requestor.funds
+        if total + reserved > funds:
+            raise ProblemError(
+                400,
+                {
+                    "type": "/payment-api/v1/allocations/validation-error",
+                    "detail": "Insufficient funds to create the allocation. Top up your account "
+                    "or release all existing allocations to unlock the funds via "
+                    "`yagna payment release-allocations`",
+                    "instance": "/payment-api/v1/allocations/validation-error/"
+                    "insufficient-account-funds",
+                    "address": self.requestor_id,
+                    "availableFunds": pricing.format_amount(funds - reserved),
+                    "paymentPlatform": platform,
+                    "requestBody": echoed,
+                    "requestedFunds": pricing.format_amount(total),
+                    "reservedFunds": pricing.format_amount(reserved),
+                },
+            )
         allocation = Allocation(
-            id=new_id(),
+            id=new_document_id(),
             address=self.requestor_id,
             platform=str(platform),
             total=total,
@@ -1156,8 +1316,17 @@ class Network:
     def allocation(self, allocation_id: str) -> Allocation:
         allocation = self.allocations.get(allocation_id)
         if allocation is None or allocation.released:
-            raise ApiError(404, f"Allocation [{allocation_id}] not found.")
+            raise ApiError(404, None)  # yagna: 404 `{"message": null}`
         return allocation
+
+    def release_allocation(self, allocation_id: str) -> None:
+        allocation = self.allocations.get(allocation_id)
+        if allocation is None:
+            raise ApiError(404, None)
+        if allocation.released:
+            raise ApiError(410, f"Allocation {allocation_id} has been already released")
+        allocation.released = True
+        allocation.updated = stamp()
 
     def accept(self, document: Document, kind: str, body: dict[str, Any]) -> None:
         try:

@@ -6,11 +6,13 @@ acceptances against allocations.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from golem_operator.localnet.config import Prices
 
 _QUANTUM = Decimal("1e-18")  # GLM has 18 decimals
+# Enough digits to print any amount a request may carry (e.g. 1e30 in a refused allocation).
+_WIDE = Context(prec=200)
 
 
 def activity_cost(prices: Prices, *, cpu_seconds: float, duration_seconds: float) -> Decimal:
@@ -25,7 +27,7 @@ def activity_cost(prices: Prices, *, cpu_seconds: float, duration_seconds: float
 
 def format_amount(amount: Decimal) -> str:
     """A decimal string without exponent or trailing zeros ("0", "0.0125")."""
-    text = format(amount.quantize(_QUANTUM, rounding=ROUND_HALF_UP), "f")
+    text = format(amount.quantize(_QUANTUM, rounding=ROUND_HALF_UP, context=_WIDE), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"

@@ -127,9 +127,19 @@ def replay_build_stage(workdir: Path) -> ReplayedImage:
         elif word not in ("ARG", "LABEL"):
             raise AssertionError(f"the replay does not know {word}; extend imagekit.py")
     venv = Path(env["VENV"])
-    return ReplayedImage(
-        venv=venv, sidecar_script=ROOT / "scripts" / "yagna-sidecar.sh", log="\n".join(log)
-    )
+    return ReplayedImage(venv=venv, sidecar_script=_copy_sidecar(image_root), log="\n".join(log))
+
+
+def _copy_sidecar(image_root: Path) -> Path:
+    """The runtime stage's `COPY --chmod=... scripts/yagna-sidecar.sh <dest>`, replayed."""
+    final = DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1]
+    match = re.search(r"^COPY --chmod=([0-7]+) (scripts/yagna-sidecar\.sh) (\S+)$", final, re.M)
+    assert match, "the runtime stage no longer copies scripts/yagna-sidecar.sh with --chmod"
+    target = image_root / match.group(3).lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / match.group(2), target)
+    target.chmod(int(match.group(1), 8))
+    return target
 
 
 def runtime_env() -> dict[str, str]:

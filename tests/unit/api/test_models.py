@@ -82,8 +82,13 @@ def test_status_round_trip_and_tolerates_newer_fields() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("15m", timedelta(minutes=15)), ("2h", timedelta(hours=2)), ("1h30m", timedelta(minutes=90)),
-     ("90s", timedelta(seconds=90)), ("500ms", timedelta(milliseconds=500))],
+    [
+        ("15m", timedelta(minutes=15)),
+        ("2h", timedelta(hours=2)),
+        ("1h30m", timedelta(minutes=90)),
+        ("90s", timedelta(seconds=90)),
+        ("500ms", timedelta(milliseconds=500)),
+    ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
@@ -97,7 +102,9 @@ def test_parse_duration_rejects(text: str) -> None:
 
 def test_committed_crd_matches_the_models() -> None:
     committed = (ROOT / "crds" / "golemservices.yaml").read_text()
-    assert committed == crd_yaml(), "crds/ drifted: run `golem-operator crd -o crds/golemservices.yaml`"
+    assert committed == crd_yaml(), (
+        "crds/ drifted: run `golem-operator crd -o crds/golemservices.yaml`"
+    )
 
 
 def _walk(schema: dict[str, Any], path: str) -> list[str]:

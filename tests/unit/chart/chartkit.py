@@ -78,7 +78,9 @@ def run_helm(
     return result
 
 
-def values_args(values_files: Iterable[Path] = (), sets: Mapping[str, str] | None = None) -> list[str]:
+def values_args(
+    values_files: Iterable[Path] = (), sets: Mapping[str, str] | None = None
+) -> list[str]:
     args: list[str] = []
     for path in values_files:
         args += ["-f", str(path)]

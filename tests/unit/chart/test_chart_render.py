@@ -210,9 +210,7 @@ def test_external_yagna_with_a_standby(rendered: dict[str, list[Manifest]]) -> N
         assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert priorities == {"golem-golem-operator": 200, "golem-golem-operator-standby": 100}
     # Distinct selectors: neither Deployment adopts the other's pod.
-    assert (
-        primary["spec"]["selector"]["matchLabels"] != standby["spec"]["selector"]["matchLabels"]
-    )
+    assert primary["spec"]["selector"]["matchLabels"] != standby["spec"]["selector"]["matchLabels"]
     peering = one(objects, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "golem-golem-operator"
 
@@ -240,7 +238,10 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(
 def test_peering_adds_only_the_peering_resource(rendered: dict[str, list[Manifest]]) -> None:
     role = one(rendered["external-standby"], "ClusterRole")
     assert rules_as_set(role) == (
-        NAMESPACED_GRANTS | CRD_SCAN_GRANTS | NAMESPACE_GRANTS | peering_grants("clusterkopfpeerings")
+        NAMESPACED_GRANTS
+        | CRD_SCAN_GRANTS
+        | NAMESPACE_GRANTS
+        | peering_grants("clusterkopfpeerings")
     )
 
 
@@ -282,7 +283,7 @@ def test_no_wildcards_and_no_writes_to_spec_owners(
     for role in by_kind(rendered[scenario], "Role") + by_kind(rendered[scenario], "ClusterRole"):
         for group, resource, verb in rules_as_set(role):
             assert "*" not in (group, resource, verb)
-            assert verb not in ("create", "update", "delete", "deletecollection", "escalate")or (
+            assert verb not in ("create", "update", "delete", "deletecollection", "escalate") or (
                 resource == "events"
             ), (group, resource, verb)
         assert all("resourceNames" not in rule or rule["resourceNames"] for rule in role["rules"])
@@ -317,7 +318,9 @@ def test_crds_as_templates_renders_the_same_crd_kept_on_uninstall(
 
 def test_peering_crds_ship_only_with_peering(rendered: dict[str, list[Manifest]]) -> None:
     def crd_names(scenario: str) -> set[str]:
-        return {c["metadata"]["name"] for c in by_kind(rendered[scenario], "CustomResourceDefinition")}
+        return {
+            c["metadata"]["name"] for c in by_kind(rendered[scenario], "CustomResourceDefinition")
+        }
 
     assert crd_names("default") == {"golemservices.services.golem.network"}
     peering = {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}

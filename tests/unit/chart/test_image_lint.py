@@ -32,9 +32,11 @@ def hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
 
 def instructions(stage_text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(
-        line for line in stage_text.splitlines() if not line.lstrip().startswith("#")
-    ))
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in stage_text.splitlines() if not line.lstrip().startswith("#")),
+    )
     result = []
     for line in joined.splitlines():
         if line.strip():
@@ -67,7 +69,9 @@ def test_runtime_stage_is_non_root_and_writes_only_under_tmp() -> None:
     assert pairs["PYTHONDONTWRITEBYTECODE"] == "1"
     assert pairs["YAGNA_DATADIR"] == "/var/lib/yagna"
     copies = [args for word, args in steps if word == "COPY"]
-    assert any(c.endswith("scripts/yagna-sidecar.sh /usr/local/bin/yagna-sidecar.sh") for c in copies)
+    assert any(
+        c.endswith("scripts/yagna-sidecar.sh /usr/local/bin/yagna-sidecar.sh") for c in copies
+    )
     assert ("ENTRYPOINT", '["golem-operator"]') in steps
 
 

@@ -1,0 +1,139 @@
+"""Instances that fail: before Running (respawn) and after (restartPolicy), and renewal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support.operator_harness import FAULTY, Service, simple_manifest
+
+
+def only(*providers: str, **spec: Any) -> dict[str, Any]:
+    """A manifest allowed to rent only these providers."""
+    doc = simple_manifest(**spec)
+    doc["spec"]["market"]["providers"] = {"allow": list(providers)}
+    return doc
+
+
+def test_start_failure_is_respawned_on_another_provider(service: Service) -> None:
+    # fails-start is the cheapest, so it is tried first; p-9 is the fallback.
+    service.apply(only("fails-start", "p-9", replicas=1))
+    running = service.wait_running(1)[0]
+    assert running["provider"]["name"] == "p-9"
+    assert running["restarts"] >= 1
+    failed = [i for i in service.instances("Terminated") if i["reason"] == "StartFailed"]
+    assert failed and failed[0]["provider"]["name"] == "fails-start"
+    assert "start script failed" in failed[0]["message"]
+    assert "fails-start" not in [p for p in service.status.get("avoidedProviders", {})]  # by id
+    assert service.status["avoidedProviders"]  # the failed provider is avoided for a while
+    assert "StartFailed" in service.events_by_reason()
+
+
+def test_start_failure_without_respawn_ends_terminated_and_degraded(service: Service) -> None:
+    service.apply(only("fails-start", replicas=1, respawnUnstartedInstances=False))
+    failed = service.wait(
+        "Terminated after StartFailed",
+        lambda: [i for i in service.instances("Terminated") if i["reason"] == "StartFailed"],
+    )[0]
+    assert "start script failed" in failed["message"]
+    degraded = service.wait(
+        "Degraded",
+        lambda: (
+            service.condition("Degraded").get("status") == "True" and service.condition("Degraded")
+        ),
+    )
+    assert failed["name"] in degraded["message"]
+    # Not replaced: no other instance appears.
+    assert [i["name"] for i in service.instances()] == [failed["name"]]
+    assert service.status["phase"] == "Degraded"
+
+
+def test_provider_crash_after_running_is_replaced_elsewhere(service: Service) -> None:
+    service.apply(only("crashes", "p-8", replicas=1))
+    first = service.wait_running(1)[0]
+    assert first["provider"]["name"] == "crashes"
+    lost = service.wait(
+        "ActivityLost",
+        lambda: [i for i in service.instances("Terminated") if i["reason"] == "ActivityLost"],
+        60,
+    )
+    assert lost[0]["name"] == first["name"]
+    replacement = service.wait_running(1, 60)[0]
+    assert replacement["provider"]["name"] == "p-8"
+    assert replacement["restarts"] == 1
+
+
+def test_agreement_terminated_by_provider_is_replaced(service: Service) -> None:
+    service.apply(only("terminates", "p-7", replicas=1))
+    first = service.wait_running(1)[0]
+    assert first["provider"]["name"] == "terminates"
+    service.wait(
+        "replacement on p-7",
+        lambda: [i for i in service.instances("Running") if i["provider"]["name"] == "p-7"],
+        60,
+    )
+    old = next(i for i in service.instances() if i["name"] == first["name"])
+    assert old["state"] == "Terminated" and old["reason"] == "ActivityLost"
+
+
+def test_failing_run_script_is_replaced_after_the_threshold(service: Service) -> None:
+    doc = only("fails-run", "p-6", replicas=1)
+    doc["spec"]["lifecycle"]["run"]["failureThreshold"] = 2
+    service.apply(doc)
+    first = service.wait_running(1)[0]
+    assert first["provider"]["name"] == "fails-run"
+    service.wait(
+        "replacement on p-6",
+        lambda: [i for i in service.instances("Running") if i["provider"]["name"] == "p-6"],
+        60,
+    )
+    old = next(i for i in service.instances() if i["name"] == first["name"])
+    assert old["state"] in ("Stopping", "Terminated")
+    assert old["stoppingReason"] == "RunFailed"
+    assert old["lastRun"]["success"] is False
+    service.wait(
+        "old instance stopped",
+        lambda: [i for i in service.instances("Terminated") if i["name"] == first["name"]],
+    )
+    # The stop script ran on the failed instance before its agreement ended.
+    assert service.net.read_file(first["activityId"], "/golem/work/stopped") is not None
+
+
+def test_restart_policy_never_does_not_replace(service: Service) -> None:
+    doc = only("fails-run", "p-5", replicas=1, restartPolicy="Never")
+    doc["spec"]["lifecycle"]["run"]["failureThreshold"] = 2
+    service.apply(doc)
+    first = service.wait_running(1)[0]
+    failed = service.wait(
+        "Terminated after RunFailed",
+        lambda: [i for i in service.instances("Terminated") if i["name"] == first["name"]],
+        60,
+    )[0]
+    assert failed["final"] is True
+    service.wait("Degraded", lambda: service.condition("Degraded").get("status") == "True")
+    assert len(service.instances()) == 1
+    assert service.status["readyReplicas"] == 0
+
+
+def test_expiring_agreement_is_renewed_and_the_replica_count_holds(service: Service) -> None:
+    service.apply(simple_manifest(replicas=1, agreementDuration="40s"))
+    first = service.wait_running(1)[0]
+
+    # The margin for 40s is 10s: from 30s on a successor starts, then the old one stops.
+    def renewed() -> Any:
+        running = service.instances("Running")
+        old = next(i for i in service.instances() if i["name"] == first["name"])
+        return (
+            old["state"] == "Terminated"
+            and len(running) == 1
+            and running[0]["replaces"] == first["name"]
+            and running
+        )
+
+    successor = service.wait("renewal", renewed, 60)[0]
+    assert successor["agreementId"] != first["agreementId"]
+    old = next(i for i in service.instances() if i["name"] == first["name"])
+    assert old["stoppingReason"] == "Superseded"
+    assert (
+        "FAULTY" not in successor["provider"]["name"]
+        and successor["provider"]["name"] not in FAULTY
+    )
