@@ -8,7 +8,8 @@ back onto the documented one before validating it: 200 for createActivity, count
 and createAgreement (spec: 201, same body), 200 with an empty body for terminate (spec: 204),
 GET for terminate/reason (spec: POST), 408 for exec-result long polls (not in the spec;
 validated as ErrorMessage), 404 `{"message": null}` for unknown payment documents (checked
-as exactly that) and problem JSON for refused allocations (checked for `type` and `detail`).
+as exactly that), problem JSON for refused allocations (checked for `type` and `detail`) and
+plain-text 401s (checked for yagna's two texts).
 
 The definitions are loaded with three mechanical fixes of spec defects that the real daemon's
 answers violate too: a nullable enum gets null in its list (ActivityState `["Ready", null]`),
@@ -113,6 +114,12 @@ class Validator:
         if "/exec/" in path and status == 408:
             jsonschema.validate(response.json(), ERROR_MESSAGE)
             self.seen.add((method, path, 408))
+            return
+        if status == 401:
+            # yagna answers 401 in plain text, not as the spec's ErrorMessage
+            assert response.headers["content-type"].startswith("text/plain"), path
+            assert response.text in ("Missing application key", "Invalid application key")
+            self.seen.add((method, path, 401))
             return
         if status == 404 and path.startswith("/payment-api/") and response.content:
             # yagna's body for an unknown allocation, debit note or invoice

@@ -92,7 +92,15 @@ class Service:
         return items
 
     def delete(self, wait: bool = True, timeout: float = 90.0) -> None:
-        self.cp.kubectl_run("delete", "-n", self.namespace, "gsvc", self.name, "--wait=false")
+        self.cp.kubectl_run(
+            "delete",
+            "-n",
+            self.namespace,
+            "gsvc",
+            self.name,
+            "--wait=false",
+            "--ignore-not-found",
+        )
         if wait:
             self.wait("deletion", lambda: not self.get(), timeout)
 

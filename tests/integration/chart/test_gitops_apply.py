@@ -37,16 +37,18 @@ def apply(cp: ControlPlane, path: Path, *extra: str, check: bool = True) -> str:
     return result.stdout + result.stderr
 
 
-def diff_exit_code(cp: ControlPlane, path: Path) -> int:
+def diff(cp: ControlPlane, path: Path) -> tuple[int, str]:
+    """`kubectl diff --server-side`: 0 no change, 1 a change, >1 an error such as a conflict."""
     result = cp.kubectl_run(
         "diff", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", str(path), check=False
     )
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode
+    return result.returncode, result.stdout + result.stderr
 
 
 def live(cp: ControlPlane, namespace: str, name: str) -> dict[str, object]:
-    out = cp.kubectl_run("get", "golemservice", name, "-n", namespace, "-o", "json").stdout
+    out = cp.kubectl_run(
+        "get", "golemservice", name, "-n", namespace, "-o", "json", "--show-managed-fields"
+    ).stdout
     return json.loads(out)  # type: ignore[no-any-return]
 
 
@@ -56,7 +58,7 @@ def test_applying_twice_is_a_no_op(
     path = manifest_file(tmp_path, namespace)
     apply(control_plane, path)
     first = live(control_plane, namespace, "simple-service")
-    assert diff_exit_code(control_plane, path) == 0
+    assert diff(control_plane, path) == (0, "")
     output = apply(control_plane, path)
     assert "serverside-applied" in output
     second = live(control_plane, namespace, "simple-service")
@@ -87,7 +89,7 @@ def test_operator_writes_do_not_conflict_with_gitops(
     )  # fmt: skip
     before = live(cp, namespace, name)
 
-    assert diff_exit_code(cp, path) == 0
+    assert diff(cp, path) == (0, "")
     output = apply(cp, path)  # no --force-conflicts: a conflict would fail here
     assert "conflict" not in output.lower()
     after = live(cp, namespace, name)
@@ -110,7 +112,8 @@ def test_a_write_to_spec_would_conflict(
         "patch", "golemservice", "simple-service", "-n", namespace, "--type=merge",
         f"--field-manager={constants.FIELD_MANAGER}", "-p", '{"spec": {"replicas": 5}}',
     )  # fmt: skip
-    assert diff_exit_code(cp, path) == 1
+    code, output = diff(cp, path)
+    assert code > 1 and "conflict" in output.lower()
     result = cp.kubectl_run(
         "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", str(path),
         check=False,

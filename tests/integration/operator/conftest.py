@@ -40,15 +40,19 @@ def service(
     localnet: LocalNetProcess,
     operator: OperatorProcess,
     namespace: str,
-) -> Service:
-    return Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")
+) -> Iterator[Service]:
+    svc = Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")
+    yield svc
+    svc.delete(wait=False)  # the operator settles it in the background
 
 
 @pytest.fixture
 def other_service(
     control_plane: ControlPlane, localnet: LocalNetProcess, operator: OperatorProcess
-) -> Service:
+) -> Iterator[Service]:
     """A second service, in a namespace of its own."""
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     control_plane.kubectl_run("create", "namespace", namespace)
-    return Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")
+    svc = Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")
+    yield svc
+    svc.delete(wait=False)
