@@ -34,6 +34,12 @@ def _run(args: argparse.Namespace) -> int:
     return runner.run(args)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from golem_operator.devenv import demo
+
+    return demo.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="golem-operator", description="Runs long-lived services on the Golem Network."
@@ -60,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         localnet_cli.add_arguments(localnet)
     localnet.set_defaults(func=_local_network)
+    from golem_operator.devenv import demo
+
+    demo_parser = sub.add_parser(
+        "demo", help="local control plane + local Golem network + operator + simple service"
+    )
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(func=_demo)
     return parser
 
 

@@ -461,7 +461,6 @@ class Network:
         self.providers = {spec.name: Provider(spec) for spec in _expand(config)}
         self.images: list[ImageConfig] = list(config.images)
         self.demands: dict[str, Demand] = {}
-        self.removed_demands: set[str] = set()
         self.proposals: dict[str, Proposal] = {}
         self.agreements: dict[str, Agreement] = {}
         self.agreement_events = EventLog()
@@ -574,7 +573,6 @@ class Network:
         demand = self.demands.pop(demand_id, None)
         if demand is None:
             raise ApiError(404, f"Demand [{demand_id}] not found.")
-        self.removed_demands.add(demand_id)
         demand.events.close()
 
     def proposal_of(self, demand: Demand, proposal_id: str) -> Proposal:
@@ -713,12 +711,6 @@ class Network:
             timestamp=stamp(),
         )
         self.agreements[agreement.id] = agreement
-        return agreement
-
-    def agreement(self, agreement_id: str) -> Agreement:
-        agreement = self.agreements.get(agreement_id)
-        if agreement is None:
-            raise ApiError(404, f"Agreement [{agreement_id}] not found.")
         return agreement
 
     def _set_agreement_state(self, agreement: Agreement, state: str) -> None:

@@ -143,11 +143,11 @@ def _copy_sidecar(image_root: Path) -> Path:
 
 
 def runtime_env() -> dict[str, str]:
-    """The runtime stage's ENV values (HOME, XDG dirs, ...), as the image sets them."""
-    env: dict[str, str] = {}
+    """The runtime (last) stage's ENV values (HOME, XDG dirs, ...), as the image sets them."""
     text = DOCKERFILE.read_text()
-    final = text.rsplit("\nFROM ", 1)[1]
-    for word, args in _stage("FROM x AS runtime\n" + final.split("\n", 1)[1], "runtime"):
+    last_stage = "FROM base AS runtime\n" + text.rsplit("\nFROM ", 1)[1].split("\n", 1)[1]
+    env: dict[str, str] = {}
+    for word, args in _stage(last_stage, "runtime"):
         if word == "ENV":
             env.update(re.findall(r"(\w+)=(\S+)", args))
     return env

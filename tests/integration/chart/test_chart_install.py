@@ -220,7 +220,7 @@ def test_crds_as_templates_are_upgraded_and_kept(
     cp = empty_cluster
     kube = ["--kubeconfig", str(cp.kubeconfig)]
     release, namespace = fresh("gtpl"), create_namespace(cp, fresh("golem-system"))
-    # The CRD exists from the previous test (crds/ install): take it over, as an upgrade would.
+    # If the CRD exists (from an earlier crds/ install), Helm must take it over.
     objects, _ = helm_install(
         cp,
         helm_home,

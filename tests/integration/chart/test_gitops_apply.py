@@ -120,3 +120,21 @@ def test_a_write_to_spec_would_conflict(
     )  # fmt: skip
     assert result.returncode != 0 and "conflict" in result.stderr.lower()
     assert constants.FIELD_MANAGER in result.stderr
+
+
+def test_kustomize_example_builds_and_is_accepted_by_the_crd(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    overlay = ROOT / "examples" / "kustomize" / "overlays" / "production"
+    built = control_plane.kubectl_run("kustomize", str(overlay)).stdout
+    (service,) = [doc for doc in yaml.safe_load_all(built) if doc]
+    assert service["metadata"]["namespace"] == "observations-prod"
+    assert service["metadata"]["labels"]["app.kubernetes.io/part-of"] == "observations"
+    assert service["spec"]["replicas"] == 3
+    assert service["spec"]["market"]["payment"]["network"] == "polygon"
+    assert service["spec"]["lifecycle"]["run"]["intervalSeconds"] == 10  # from the base
+    # The API server validates it against the CRD's schema (and CEL rules).
+    service["metadata"]["namespace"] = namespace
+    path = tmp_path / "built.yaml"
+    path.write_text(yaml.safe_dump(service))
+    apply(control_plane, path, "--dry-run=server")

@@ -12,7 +12,6 @@ import stat
 import subprocess
 from pathlib import Path
 
-import pytest
 from imagekit import ReplayedImage, runtime_env, sandboxed
 
 KEY_SHAPE = re.compile(r"^[0-9a-f]{32}$")
@@ -106,14 +105,10 @@ def start_and_stop(image: ReplayedImage, state: Path, run: str) -> tuple[dict[st
     return report, printed
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path
-
-
 def test_sidecar_creates_hands_over_and_reuses_the_app_key(
-    replayed_image: ReplayedImage, state: Path
+    replayed_image: ReplayedImage, tmp_path: Path
 ) -> None:
+    state = tmp_path
     first, printed_first = start_and_stop(replayed_image, state, "first")
     assert first["started"] is True, printed_first[-3000:]
     keyfile = state / "run" / "appkey"

@@ -60,7 +60,11 @@ def service(
         (service(observed=None), "Progressing", "Waiting for the operator"),
         (service(observed=1, Ready="True"), "Progressing", "generation 2"),
         (service(Ready="True", Progressing="False", Degraded="False"), "Healthy", "Ready says"),
-        (service(Ready="False", Progressing="True", Degraded="False"), "Progressing", "Progressing says"),
+        (
+            service(Ready="False", Progressing="True", Degraded="False"),
+            "Progressing",
+            "Progressing says",
+        ),
         (service(Ready="True", Progressing="True"), "Progressing", "Progressing says"),
         (service(Ready="False", Degraded="True"), "Degraded", "Degraded says True"),
         (service(replicas=0, Ready="False", Progressing="False"), "Suspended", "zero"),
