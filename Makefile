@@ -1,4 +1,4 @@
-# Two commands do all set-up on a fresh machine (Python 3.11, Go >= 1.25):
+# Two commands do all set-up on a fresh machine (Python 3.11, Go >= 1.26):
 #   make run   - the demo on the embedded default (local control plane + local Golem network)
 #   make test  - the whole test suite (lint, types, unit, integration, contract)
 SHELL := /bin/bash

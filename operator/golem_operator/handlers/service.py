@@ -73,6 +73,8 @@ class ServiceWorker:
         self.writer = StatusWriter(self._snapshot, self._patch, engine.config.status_interval)
         self._task: asyncio.Task[None] | None = None
         self._terminated_at: dict[str, datetime] = {}
+        #: Pending instances that found offers but none within the budget.
+        self.budget_blocked: set[str] = set()
         #: Instances whose provider ended the agreement, with the reason (read by running).
         self.lost: dict[str, str] = {}
         self._all_stopped_at: datetime | None = None
@@ -313,8 +315,11 @@ class ServiceWorker:
                 self.request_stop(action.name, action.reason)
             elif isinstance(action, planning.PruneInstance):
                 self.status.instances = [i for i in self.status.instances if i.name != action.name]
-        blocked = not self.deleting and planning.budget_blocked(
-            spec.replicas, self.status.instances, actions
+        pending = {i.name for i in self.status.instances if i.state is S.PENDING}
+        self.budget_blocked &= pending
+        blocked = not self.deleting and (
+            planning.budget_blocked(spec.replicas, self.status.instances, actions)
+            or bool(self.budget_blocked)
         )
         if blocked:
             self.problem = (

@@ -66,6 +66,24 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         await worker.sleep_or_stop(instance.name, 1.0)
         return
     candidates = market.candidates(worker.avoided(), worker.provider_load())
+    # Money first: sign nothing that could take the service over its budget.
+    budget = worker.budget()
+    room = budget.total - budget.spent - budget.committed
+    affordable = [c for c in candidates if c.max_cost <= room]
+    if candidates and not affordable:
+        worker.budget_blocked.add(instance.name)
+        message = (
+            f"no offer fits the budget: the cheapest could cost {candidates[0].max_cost.normalize()} "
+            f"GLM over agreementDuration, {room.normalize()} GLM left"
+        )
+        if instance.message != message:
+            instance.message = message[: tx.MESSAGE_CAP]
+            worker.wake.set()
+            worker.writer.changed()
+        await market.wait_for_offers(5.0)
+        return
+    worker.budget_blocked.discard(instance.name)
+    candidates = affordable
     if not candidates:
         refusals = "; ".join(market.last_refusals[:3])
         message = "waiting for offers" + (f" (refused: {refusals})" if refusals else "")
