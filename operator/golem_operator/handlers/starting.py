@@ -72,9 +72,10 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     affordable = [c for c in candidates if c.max_cost <= room]
     if candidates and not affordable:
         worker.budget_blocked.add(instance.name)
+        cheapest = candidates[0].max_cost.normalize()
         message = (
-            f"no offer fits the budget: the cheapest could cost {candidates[0].max_cost.normalize()} "
-            f"GLM over agreementDuration, {room.normalize()} GLM left"
+            f"no offer fits the budget: the cheapest could cost {cheapest} GLM "
+            f"over agreementDuration, {room.normalize()} GLM left"
         )
         if instance.message != message:
             instance.message = message[: tx.MESSAGE_CAP]
