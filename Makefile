@@ -23,6 +23,7 @@ lint: setup
 
 crd: setup
 	$(VENV)/bin/golem-operator crd -o crds/golemservices.yaml
+	cp crds/golemservices.yaml charts/golem-operator/crds/golemservices.yaml
 
 bench: setup
 	source .env.tools && $(PY) scripts/bench_localnet.py

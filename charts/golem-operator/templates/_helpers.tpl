@@ -213,12 +213,6 @@ spec:
           value: {{ $values.operator.logFormat | quote }}
         - name: GOLEM_OPERATOR_LOG_LEVEL
           value: {{ $values.operator.logLevel | quote }}
-        - name: GOLEM_OPERATOR_DEFAULT_SUBNET
-          value: {{ $values.golem.subnet | quote }}
-        - name: GOLEM_OPERATOR_DEFAULT_PAYMENT_DRIVER
-          value: {{ $values.golem.payment.driver | quote }}
-        - name: GOLEM_OPERATOR_DEFAULT_PAYMENT_NETWORK
-          value: {{ $values.golem.payment.network | quote }}
         - name: POD_NAME
           valueFrom:
             fieldRef:

@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--standalone", action="store_true", help="no peering (default)")
     peering.add_argument("--peering", metavar="NAME", help="kopf peering name (standby replicas)")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="peering priority: the highest-priority replica works, the others stand by",
+    )
     parser.add_argument("--no-metrics", action="store_true", help="do not serve Prometheus metrics")
 
 
@@ -38,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         kopf.operator(
             standalone=not args.peering,
             peering_name=args.peering,
+            priority=args.priority,
             namespaces=[] if clusterwide else namespaces,
             clusterwide=clusterwide,
             liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz"
