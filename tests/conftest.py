@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from golem_operator.devenv.controlplane import ControlPlane
+from support.identities import RBAC_GROUPS, RBAC_TOKEN, RBAC_USER
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    with ControlPlane() as cp:
+    with ControlPlane(extra_tokens={RBAC_TOKEN: (RBAC_USER, RBAC_GROUPS)}) as cp:
         cp.kubectl_run("apply", "--server-side", "-f", str(ROOT / "crds"))
         cp.kubectl_run(
             "wait",

@@ -311,4 +311,9 @@ spec:
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# kopf observes namespaces even when given exact names (found by the RBAC test: without this
+# it retries a forbidden namespace list forever). Names only; nothing inside them.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
 {{- end }}

@@ -30,7 +30,13 @@ from golem_operator.core.market import (
 )
 from golem_operator.core.payments import LinearPrice, check_payable
 from golem_operator.core.states import Event
-from golem_operator.golem import GolemError, GolemNotFound, GolemUnauthorized, GolemUnavailable
+from golem_operator.golem import (
+    GolemError,
+    GolemGone,
+    GolemNotFound,
+    GolemUnauthorized,
+    GolemUnavailable,
+)
 from golem_operator.handlers import running, starting, stopping
 from golem_operator.handlers.daemons import Daemon
 from golem_operator.handlers.status import StatusWriter
@@ -598,11 +604,11 @@ class ServiceWorker:
             await self.market.close(unsubscribe=True)
             self.market = None
         elif self.status.demand_id:
-            with contextlib.suppress(GolemNotFound):
+            with contextlib.suppress(GolemNotFound, GolemGone):
                 await self.daemon.client.market.unsubscribe_demand(self.status.demand_id)
         self.status.demand_id = None
         if self.status.allocation_id:
-            with contextlib.suppress(GolemNotFound):
+            with contextlib.suppress(GolemNotFound, GolemGone):
                 await self.daemon.client.payment.release_allocation(self.status.allocation_id)
             self.status.allocation_id = None
         self._summarize()

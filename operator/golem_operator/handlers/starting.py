@@ -17,7 +17,6 @@ from golem_operator.core import transactions as tx
 from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event
 from golem_operator.golem import (
-    GolemAgreementNotApproved,
     GolemError,
     GolemNotFound,
     GolemTimeout,
@@ -117,7 +116,9 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     try:
         await market_api.confirm_agreement(draft.agreement_id)
         await _wait_for_approval(worker, draft.agreement_id)
-    except (GolemAgreementNotApproved, GolemTimeout, NegotiationFailed) as error:
+    except GolemUnavailable:
+        raise  # the daemon is down: the recorded agreement is checked again on the next pass
+    except (GolemError, NegotiationFailed) as error:
         worker.avoid(offer.provider_id, f"agreement not approved: {error}", NEGOTIATION_PAUSE)
         await _abandon_pending(worker, instance)
         instance.message = (

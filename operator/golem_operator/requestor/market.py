@@ -22,6 +22,7 @@ from golem_operator.core.market import Choice, OfferView, choose_offers
 from golem_operator.golem import (
     GolemClient,
     GolemError,
+    GolemGone,
     GolemNotFound,
     GolemUnavailable,
     Proposal,
@@ -83,7 +84,7 @@ class ServiceMarket:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if unsubscribe:
-            with contextlib.suppress(GolemNotFound):
+            with contextlib.suppress(GolemNotFound, GolemGone):
                 await self.client.market.unsubscribe_demand(self.subscription_id)
 
     async def _collect(self) -> None:

@@ -158,7 +158,8 @@ def test_namespaced_install_confines_the_operator_to_its_namespaces(
         assert not can_i(cp, sa, "get", "secrets", other)
         assert not can_i(cp, sa, "list", "golemservices.services.golem.network", other)
     assert not can_i(cp, sa, "get", "secrets", None)
-    assert not can_i(cp, sa, "watch", "namespaces", None)
+    assert can_i(cp, sa, "watch", "namespaces", None)  # kopf observes them even by exact name
+    assert not can_i(cp, sa, "delete", "namespaces", None)
     assert not can_i(cp, sa, "patch", "clusterkopfpeerings.kopf.dev", None)
     assert can_i(cp, sa, "list", "customresourcedefinitions", None)
 

@@ -248,7 +248,7 @@ def test_peering_adds_only_the_peering_resource(rendered: dict[str, list[Manifes
 def test_namespaced_rbac_is_a_role_per_namespace(rendered: dict[str, list[Manifest]]) -> None:
     objects = rendered["namespaced"]
     cluster_role = one(objects, "ClusterRole")
-    assert rules_as_set(cluster_role) == CRD_SCAN_GRANTS
+    assert rules_as_set(cluster_role) == CRD_SCAN_GRANTS | NAMESPACE_GRANTS
     roles = by_kind(objects, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
