@@ -7,7 +7,7 @@ these to its copy of the status and patches the result.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from golem_operator.api.spec import GolemServiceSpec
 from golem_operator.api.status import (
@@ -22,6 +22,8 @@ from golem_operator.core import plan as planning
 from golem_operator.core.states import Event, next_state
 
 MESSAGE_CAP = 1024
+#: How long a replaced instance's failure still explains a Degraded service.
+FAILURE_MEMORY = timedelta(minutes=10)
 
 
 def iso(now: datetime) -> str:
@@ -149,12 +151,20 @@ def summarize(
     status.selector = f"services.golem.network/service={service}"
     status.observed_generation = generation
 
-    # A final instance failed for good, whatever its last event (a RunFailed one ends Stopped).
+    # A final instance failed for good, whatever its last event (a RunFailed one ends Stopped);
+    # other failures only explain missing replicas while they are recent.
+    def recent(instance: Instance) -> bool:
+        when = instance.last_transition_time
+        return when is None or now - datetime.fromisoformat(when) < FAILURE_MEMORY
+
     failed = [
         i
         for i in status.instances
         if i.state is S.TERMINATED
-        and (i.final or i.reason in ("StartFailed", "RunFailed", "ActivityLost"))
+        and (
+            (i.final and not i.stopping_reason)
+            or (i.reason in ("StartFailed", "RunFailed", "ActivityLost") and recent(i))
+        )
     ]
     ready = len(running) >= replicas
     progressing = not ready or any(

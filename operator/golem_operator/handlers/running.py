@@ -94,7 +94,9 @@ async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None
     batch = compile_script(list(script.commands), contents)
     failure = ""
     try:
-        outcomes = await run_batch(client, instance.activity_id, batch, script.timeout_seconds)
+        outcomes = await run_batch(
+            client, instance.activity_id, batch, script.timeout_seconds, phase="run"
+        )
     except ScriptTimeout as timeout:
         outcomes, failure = timeout.outcomes, str(timeout)
     except GolemUnavailable:

@@ -30,6 +30,7 @@ from golem_operator.core.market import (
 )
 from golem_operator.core.payments import LinearPrice, check_payable
 from golem_operator.core.states import Event
+from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
     GolemError,
     GolemGone,
@@ -269,6 +270,7 @@ class ServiceWorker:
         subscription = await self.daemon.client.market.subscribe_demand(
             demand.properties, demand.constraints
         )
+        crashpoint("demand-subscribed")
         self.status.demand_id = subscription
         self.writer.changed()
         self.market = ServiceMarket(
@@ -600,6 +602,7 @@ class ServiceWorker:
                 warning=True,
             )
         assert self.daemon is not None
+        crashpoint("deletion-releasing")
         if self.market is not None:
             await self.market.close(unsubscribe=True)
             self.market = None

@@ -16,6 +16,7 @@ from golem_operator.api.status import Instance, Provider
 from golem_operator.core import transactions as tx
 from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event
+from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
     GolemError,
     GolemNotFound,
@@ -113,6 +114,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     worker.daemon.register(draft.agreement_id, worker)
     worker.writer.changed()
     await worker.writer.flush()
+    crashpoint("agreement-recorded")
     try:
         await market_api.confirm_agreement(draft.agreement_id)
         await _wait_for_approval(worker, draft.agreement_id)
@@ -126,6 +128,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         )
         worker.writer.changed()
         return
+    crashpoint("agreement-approved")
     instance.approved_at = now().isoformat(timespec="seconds")
     worker.transition(
         instance,
@@ -181,6 +184,7 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
     except GolemError as error:
         await fail_start(worker, instance, f"activity not created: {error.message}")
         return
+    crashpoint("activity-created")
     instance.activity_id = activity_id
     instance.message = "running the start script"
     worker.writer.changed()
@@ -194,7 +198,7 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
     batch = compile_script(commands, contents)
     timeout = spec.lifecycle.start.timeout_seconds
     try:
-        outcomes = await run_batch(client, activity_id, batch, timeout)
+        outcomes = await run_batch(client, activity_id, batch, timeout, phase="start")
         failure = ""
     except ScriptTimeout as timeout_error:
         outcomes, failure = timeout_error.outcomes, str(timeout_error)

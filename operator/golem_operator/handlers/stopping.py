@@ -33,7 +33,9 @@ async def stop(worker: ServiceWorker, instance: Instance) -> None:
         try:
             contents = await uploads.resolve(worker, list(script.commands))
             batch = compile_script(list(script.commands), contents)
-            outcomes = await run_batch(client, instance.activity_id, batch, script.timeout_seconds)
+            outcomes = await run_batch(
+                client, instance.activity_id, batch, script.timeout_seconds, phase="stop"
+            )
         except uploads.UploadError as upload_error:
             outcomes, error = [], str(upload_error)
         except ScriptTimeout as timeout:

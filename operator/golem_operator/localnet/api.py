@@ -60,7 +60,7 @@ def _net(request: web.Request) -> Network:
 
 
 def make_auth_middleware(app_key: str) -> Any:
-    expected = app_key.encode()
+    keys = {"expected": app_key.encode()}
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,8 +68,17 @@ def make_auth_middleware(app_key: str) -> Any:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return web.Response(status=401, text="Missing application key")
-        if not hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), expected):
+        given = header.removeprefix("Bearer ").strip().encode()
+        if not hmac.compare_digest(given, keys["expected"]):
             return web.Response(status=401, text="Invalid application key")
+        if request.path == f"{ADMIN}/app-key" and request.method == "POST":
+            # Key rotation (`yagna app-key drop` + create): the old key is refused from now on.
+            # Served here because the key lives here; the body's key is never echoed.
+            new_key = (await _admin_body(request)).get("key")
+            if not isinstance(new_key, str) or len(new_key.strip()) < 8:
+                return _json({"message": "`key` must be a string of at least 8 characters"}, 400)
+            keys["expected"] = new_key.strip().encode()
+            return _no_content()
         return await handler(request)
 
     return auth

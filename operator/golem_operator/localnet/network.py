@@ -1401,6 +1401,8 @@ class Network:
                     "reason": a.reason,
                     "activityIds": list(a.activities),
                     "paidAmount": fmt(a.paid),
+                    # Which requestor node (the operator names it after the service) signed it.
+                    "demandNodeName": a.demand_properties.get("golem.node.id.name"),
                 }
                 for a in self.agreements.values()
             ],

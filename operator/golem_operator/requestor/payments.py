@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
+from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import GolemClient, GolemError, GolemNotFound
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,12 @@ class PaymentProcessor:
                     await self.client.payment.accept_debit_note(
                         doc.id, doc.amount, decision.allocation_id
                     )
+                    crashpoint("debit-note-accepted")
                 else:
                     await self.client.payment.accept_invoice(
                         doc.id, doc.amount, decision.allocation_id
                     )
+                    crashpoint("invoice-accepted")
             elif not decision.accept:
                 if doc.kind == "debit note":
                     await self.client.payment.reject_debit_note(

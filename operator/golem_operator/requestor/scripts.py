@@ -11,6 +11,7 @@ import asyncio
 import time
 
 from golem_operator.core.scripts import Batch, CommandOutcome
+from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import GolemClient, GolemTimeout
 
 
@@ -23,11 +24,20 @@ class ScriptTimeout(Exception):
 
 
 async def run_batch(
-    client: GolemClient, activity_id: str, batch: Batch, timeout_seconds: float
+    client: GolemClient,
+    activity_id: str,
+    batch: Batch,
+    timeout_seconds: float,
+    phase: str = "",
 ) -> list[CommandOutcome]:
-    """Outcomes of the batch's commands, in order, up to the first failure."""
+    """Outcomes of the batch's commands, in order, up to the first failure.
+
+    phase (start, run, stop) names the script for the test-only crash points.
+    """
     deadline = time.monotonic() + timeout_seconds
     batch_id = await client.activity.exec(activity_id, batch.commands)
+    if phase:
+        crashpoint(f"{phase}-script")
     outcomes: dict[int, CommandOutcome] = {}
     while True:
         left = deadline - time.monotonic()

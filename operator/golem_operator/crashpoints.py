@@ -1,0 +1,43 @@
+"""Test-only crash points: die like kill -9 at a named moment of an instance's life.
+
+The handlers call ``crashpoint("<name>")`` at the distinct points the reliability suite
+(tests/reliability, scripts/soak.py) needs to hit deterministically. It does nothing unless
+``GOLEM_OPERATOR_CRASH_AT=<name>[:n]`` is set; then the n-th time (default the first) the
+process reaching that point exits at once with status 137, without cleanup or log flushing.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "GOLEM_OPERATOR_CRASH_AT"
+
+#: Every point the handlers declare (the suite checks it covers each one).
+POINTS = (
+    "demand-subscribed",  # the demand exists on Golem, its id not yet in status
+    "agreement-recorded",  # agreement created and in status, not yet confirmed
+    "agreement-approved",  # approved by the provider, the instance not yet Starting
+    "activity-created",  # activity created, its id not yet in status
+    "start-script",  # the start script was sent and is running
+    "run-script",  # a run script was sent and is running
+    "debit-note-accepted",  # accepted on Golem, not yet counted in status.spent
+    "stop-script",  # the stop script was sent and is running
+    "invoice-accepted",  # accepted on Golem, the instance not yet marked settled
+    "deletion-releasing",  # every instance settled; demand and allocation not yet released
+)
+
+_reached: dict[str, int] = {}
+
+
+def crashpoint(name: str) -> None:
+    """Exit with 137 if GOLEM_OPERATOR_CRASH_AT names this point and its count is reached."""
+    armed = os.environ.get(ENV)
+    if not armed:
+        return
+    point, _, nth = armed.partition(":")
+    if point != name:
+        return
+    _reached[name] = _reached.get(name, 0) + 1
+    if _reached[name] >= int(nth or "1"):
+        os.write(2, f"\n*** crash point {name} reached: exiting with 137\n".encode())
+        os._exit(137)
