@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import bench_common as bc
 import httpx
 import yaml
 
-import bench_common as bc
 from golem_operator.devenv.stack import LocalNetProcess
 from golem_operator.golem import GolemClient, GolemConfig, GolemTimeout, ProposalEvent
 
@@ -97,7 +97,9 @@ class Bench:
         self.figures = Figures()
 
     def cpu_phase(self, name: str, before: tuple[bc.CpuSample, bc.CpuSample]) -> None:
-        self.figures.localnet_cpu[name] = bc.cpu_share(before[0], bc.sample_cpu(self.pid, children=True))
+        self.figures.localnet_cpu[name] = bc.cpu_share(
+            before[0], bc.sample_cpu(self.pid, children=True)
+        )
         self.figures.client_cpu[name] = bc.cpu_share(before[1], bc.sample_cpu(os.getpid()))
 
     def cpu_now(self) -> tuple[bc.CpuSample, bc.CpuSample]:
@@ -324,7 +326,12 @@ def report(args: argparse.Namespace, runs: list[Figures]) -> str:
         ],
     ]
     return bc.table(
-        ["figure", "value: median (min-max)", "CPU % of one core: localnet (+ its commands) / client"], rows
+        [
+            "figure",
+            "value: median (min-max)",
+            "CPU % of one core: localnet (+ its commands) / client",
+        ],
+        rows,
     )
 
 

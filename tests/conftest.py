@@ -22,13 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     with ControlPlane(extra_tokens={RBAC_TOKEN: (RBAC_USER, RBAC_GROUPS)}) as cp:
-        cp.kubectl_run("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cp.kubectl_run(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/golemservices.services.golem.network",
-        )
+        cp.install_crds(ROOT / "crds")
         yield cp
 
 

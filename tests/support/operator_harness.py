@@ -105,11 +105,9 @@ class Service:
             self.wait("deletion", lambda: not self.get(), timeout)
 
     def agreements(self) -> list[dict[str, Any]]:
-        """The audit view's records of every agreement this service ever held."""
-        self.status  # noqa: B018 - records the ids status shows now
-        return [
-            a for a in self.net.audit()["agreements"] if a["agreementId"] in self.seen_agreements
-        ]
+        """The audit view's records of every agreement this service's demands ever signed."""
+        node = f"golem-operator/{self.namespace}/{self.name}"
+        return [a for a in self.net.audit()["agreements"] if a.get("demandNodeName") == node]
 
     def seen(self, key: str) -> set[str]:
         """Every allocationId or demandId that status ever showed."""
@@ -118,8 +116,9 @@ class Service:
     def assert_settled(self) -> None:
         """Every agreement terminated, its invoice accepted once, nothing paid twice."""
         audit = self.net.audit()
-        mine = [a for a in audit["agreements"] if a["agreementId"] in self.seen_agreements]
+        mine = self.agreements()
         assert mine, "no agreements recorded"
+        assert self.seen_agreements <= {a["agreementId"] for a in mine}
         for agreement in mine:
             assert agreement["state"] == "Terminated", agreement
             invoices = [
@@ -128,7 +127,7 @@ class Service:
             assert len(invoices) == 1, (agreement, invoices)
             assert invoices[0]["status"] == "ACCEPTED", invoices
         for activity in audit["activities"]:
-            if activity["agreementId"] in self.seen_agreements:
+            if activity["agreementId"] in {a["agreementId"] for a in mine}:
                 assert not activity["sandboxAlive"], activity
 
     def events_by_reason(self) -> dict[str, list[str]]:

@@ -162,7 +162,7 @@ def summarize(
         for i in status.instances
         if i.state is S.TERMINATED
         and (
-            (i.final and not i.stopping_reason)
+            (i.final and i.stopping_reason in ("", "RunFailed"))
             or (i.reason in ("StartFailed", "RunFailed", "ActivityLost") and recent(i))
         )
     ]

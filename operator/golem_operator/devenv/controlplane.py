@@ -233,6 +233,32 @@ class ControlPlane:
             raise KubectlError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def install_crds(self, path: Path, timeout: float = 60.0) -> None:
+        """Apply the CRDs under path and wait until every one is Established."""
+        self.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        names = self.kubectl_run("get", "-f", str(path), "-o", "name").stdout.split()
+        self.wait_established(*names, timeout=timeout)
+
+    def wait_established(self, *names: str, timeout: float = 60.0) -> None:
+        """Wait until each CRD (crd/NAME or NAME) is Established."""
+        deadline = time.monotonic() + timeout
+        for name in names:
+            name = name if "/" in name else f"crd/{name}"
+            while True:
+                # `kubectl wait` fails at once while .status.conditions is still empty: poll.
+                out = self.kubectl_run(
+                    "get",
+                    name,
+                    "-o",
+                    'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                    check=False,
+                )
+                if out.stdout.strip() == "True":
+                    break
+                if time.monotonic() > deadline:
+                    raise ControlPlaneError(f"{name} not Established within {timeout}s")
+                time.sleep(0.2)
+
     def stop(self) -> None:
         for proc in reversed(self._procs):
             with contextlib.suppress(ProcessLookupError):

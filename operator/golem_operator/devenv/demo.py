@@ -82,10 +82,7 @@ def run(args: argparse.Namespace) -> int:
     name = manifest["metadata"]["name"]
     with ControlPlane(workdir=work / "control-plane") as cp:
         print(f"control plane up: {cp.server} (kubeconfig {cp.kubeconfig})")
-        cp.kubectl_run("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cp.kubectl_run(
-            "wait", "--for=condition=Established", "crd/golemservices.services.golem.network"
-        )
+        cp.install_crds(ROOT / "crds")
         net = LocalNetProcess(work, config=args.providers).start()
         print(f"local Golem network up: {net.url}")
         operator = OperatorProcess(

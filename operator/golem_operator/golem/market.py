@@ -24,6 +24,7 @@ from golem_operator.golem.models import (
     DEMAND_EVENTS,
     Agreement,
     AgreementOperationEvent,
+    Demand,
     DemandEvent,
     Proposal,
 )
@@ -41,6 +42,7 @@ from golem_operator.golem.requesting import (
 BASE: Final = "/market-api/v1"
 
 _AGREEMENT_EVENTS: Final = TypeAdapter(list[AgreementOperationEvent])
+_DEMANDS: Final = TypeAdapter(list[Demand])
 
 # yagna's 400 answer to waitForApproval on a terminated agreement: "Agreement [R-…] terminated."
 _TERMINATED: Final = re.compile(r"^Agreement \[[^\]]*\] terminated\.$")
@@ -81,6 +83,11 @@ class MarketApi:
             f"{BASE}/demands/{{subscriptionId}}",
             path_params={"subscriptionId": subscription_id},
         )
+
+    async def list_demands(self) -> list[Demand]:
+        """GET /demands: every demand this identity has subscribed and not withdrawn."""
+        response = await self._requester.request("GET", f"{BASE}/demands")
+        return parse_adapted(response, _DEMANDS, "list of demands")
 
     async def collect_demand_events(
         self,

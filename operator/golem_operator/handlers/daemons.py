@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -30,6 +31,53 @@ class AgreementOwner(PaymentOwner, Protocol):
 
 log = logging.getLogger(__name__)
 
+#: A daemon counts as unreachable (or refusing the key) once its calls failed this long.
+FAILING_FOR = 3.0
+
+
+@dataclass
+class DaemonHealth:
+    """What the latest calls to a daemon say about reaching it, whichever task made them.
+
+    Fed by the client's on_request hook; read by every service using the daemon, so that its
+    Degraded condition stays put for the whole outage and clears with the first answer.
+    """
+
+    failing_since: float | None = None
+    failing_since_wall: str = ""
+    failures: int = 0
+    unauthorized: bool = False
+
+    def record(self, method: str, path: str, status: int | None, seconds: float) -> None:
+        metrics.record_golem_call(method, path, status, seconds)
+        if status is None or status == 401:  # no answer at all, or the key is refused
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+                self.failing_since_wall = datetime.now(UTC).isoformat(timespec="seconds")
+            self.failures += 1
+            self.unauthorized = status == 401
+        else:
+            self.failing_since, self.failures, self.unauthorized = None, 0, False
+
+    def problem(self, url: str) -> tuple[str, str] | None:
+        """(reason, message) for the Degraded condition, or None while the daemon answers."""
+        if self.failing_since is None or self.failures < 2:
+            return None
+        if time.monotonic() - self.failing_since < FAILING_FOR:
+            return None
+        # The message stays the same for the whole outage: no status write per retry.
+        if self.unauthorized:
+            return (
+                "GolemUnauthorized",
+                f"the Golem daemon at {url} refuses the app key (401) since "
+                f"{self.failing_since_wall}; update the key (GOLEM_APPKEY or the golemRef Secret)",
+            )
+        return (
+            "GolemUnreachable",
+            f"cannot reach the Golem daemon at {url} since {self.failing_since_wall}; "
+            "retrying with backoff",
+        )
+
 
 @dataclass
 class Daemon:
@@ -39,6 +87,7 @@ class Daemon:
     payments: PaymentProcessor
     owners: dict[str, AgreementOwner] = field(default_factory=dict)
     watcher: asyncio.Task[None] | None = None
+    health: DaemonHealth = field(default_factory=DaemonHealth)
 
     def register(self, agreement_id: str, owner: AgreementOwner) -> None:
         self.owners[agreement_id] = owner
@@ -60,9 +109,8 @@ class DaemonPool:
             daemon = self._daemons.get(key)
             if daemon is not None:
                 return daemon
-            client = GolemClient(
-                GolemConfig(url=url, app_key=app_key), on_request=metrics.record_golem_call
-            )
+            health = DaemonHealth()
+            client = GolemClient(GolemConfig(url=url, app_key=app_key), on_request=health.record)
             try:
                 identity = await client.identity.me()
             except BaseException:
@@ -70,7 +118,7 @@ class DaemonPool:
                 raise
             owners: dict[str, AgreementOwner] = {}
             payments = PaymentProcessor(client, owners.get)
-            daemon = Daemon(url, client, identity.identity, payments, owners)
+            daemon = Daemon(url, client, identity.identity, payments, owners, health=health)
             payments.start()
             daemon.watcher = asyncio.create_task(_watch_agreements(daemon), name="agreements")
             self._daemons[key] = daemon

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from golem_operator.api.status import Instance
 from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event, restart_allowed
-from golem_operator.golem import GolemError, GolemNotFound, GolemUnavailable
+from golem_operator.golem import GolemError, GolemNotFound, GolemUnauthorized, GolemUnavailable
 from golem_operator.handlers import uploads
 from golem_operator.requestor.scripts import ScriptTimeout, run_batch
 
@@ -57,6 +57,8 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
                 else:
                     # The stop script still runs; the planner replaces the instance unless
                     # restartPolicy says not to (then it keeps its replica slot, failed).
+                    if instance.provider is not None:
+                        worker.avoid(instance.provider.id, f"run script failed: {message}")
                     instance.stopping_reason = "RunFailed"
                     instance.final = not restart_allowed(spec.restart_policy, failed=True)
                     worker.transition(
@@ -78,7 +80,7 @@ async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None
     if not script.commands:
         try:
             state = await client.activity.get_state(instance.activity_id)
-        except GolemUnavailable:
+        except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemNotFound:
             return None, "the activity is gone"
@@ -99,7 +101,7 @@ async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None
         )
     except ScriptTimeout as timeout:
         outcomes, failure = timeout.outcomes, str(timeout)
-    except GolemUnavailable:
+    except (GolemUnavailable, GolemUnauthorized):
         raise
     except GolemNotFound:
         return None, "the activity is gone"
@@ -133,7 +135,7 @@ async def _gone(worker: ServiceWorker, instance: Instance) -> str:
                 return f"the activity is {state.state[0]}"
         except GolemNotFound:
             return "the activity is gone"
-        except GolemUnavailable:
+        except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemError:
             return ""

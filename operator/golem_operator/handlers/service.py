@@ -84,6 +84,11 @@ class ServiceWorker:
         self.budget_blocked: set[str] = set()
         #: Instances whose provider ended the agreement, with the reason (read by running).
         self.lost: dict[str, str] = {}
+        #: Starting instances that may own an activity status does not know (its creation was
+        #: interrupted by a crash or an outage): their agreement is never reused.
+        self.activity_unknown: set[str] = set()
+        #: Why no instance can start (an unreadable upload source), checked before renting.
+        self.start_blocked: str | None = None
         self._all_stopped_at: datetime | None = None
         self.update(body)
 
@@ -224,8 +229,12 @@ class ServiceWorker:
         assert self.daemon is not None and self.spec is not None
         client = self.daemon.client
         for instance in self.status.instances:
-            if instance.agreement_id:
+            # A Pending instance's agreement is registered once re-adopted (its approval time
+            # is known then): until then its debit notes wait instead of being refused.
+            if instance.agreement_id and instance.state is not S.PENDING:
                 self.daemon.register(instance.agreement_id, self)
+            if instance.state is S.STARTING and not instance.activity_id:
+                self.activity_unknown.add(instance.name)
         if self.status.allocation_id:
             try:
                 await client.payment.get_allocation(self.status.allocation_id)
@@ -241,11 +250,20 @@ class ServiceWorker:
             self.status.allocation_id = allocation.allocation_id
             self.writer.changed()
             await self.writer.flush()
-        if self.status.demand_id:
-            # Events of an old subscription were consumed by the previous run: start afresh.
+        # Events of an old subscription were consumed by the previous run: start afresh. A
+        # crash right after subscribing leaves a demand that status never recorded: withdraw
+        # every demand published under this service's node name.
+        stale = {self.status.demand_id} if self.status.demand_id else set()
+        with contextlib.suppress(GolemError):
+            stale |= {
+                d.demand_id
+                for d in await client.market.list_demands()
+                if d.properties.get("golem.node.id.name") == self.node_name
+            }
+        for demand_id in stale:
             with contextlib.suppress(GolemError):
-                await client.market.unsubscribe_demand(self.status.demand_id)
-            self.status.demand_id = None
+                await client.market.unsubscribe_demand(demand_id)
+        self.status.demand_id = None
         if not self.deleting:
             await self._subscribe()
         for instance in self.status.instances:
@@ -263,7 +281,7 @@ class ServiceWorker:
         demand = build_demand(
             self.spec,
             now=utcnow(),
-            node_name=f"golem-operator/{self.namespace}/{self.name}",
+            node_name=self.node_name,
             requestor_address=self.daemon.address,
             decorations=decorations,
         )
@@ -283,6 +301,11 @@ class ServiceWorker:
         self._demand_spec = self.spec
 
     @property
+    def node_name(self) -> str:
+        """The requestor node name of this service's demands (golem.node.id.name)."""
+        return f"golem-operator/{self.namespace}/{self.name}"
+
+    @property
     def spec_or_fail(self) -> GolemServiceSpec:
         assert self.spec is not None
         return self.spec
@@ -300,6 +323,12 @@ class ServiceWorker:
             self.market = None
             await old.close(unsubscribe=True)
             await self._subscribe()
+        if self.market is not None and not self.market.alive and not self.deleting:
+            # The demand expired or vanished (e.g. a daemon restart): publish a new one.
+            self.log.info("demand %s is gone; subscribing again", self.market.subscription_id)
+            old = self.market
+            self.market = None
+            await old.close(unsubscribe=False)
         if self.market is None and not self.deleting:
             await self._subscribe()
         actions = planning.plan(
@@ -329,6 +358,7 @@ class ServiceWorker:
             planning.budget_blocked(spec.replicas, self.status.instances, actions)
             or bool(self.budget_blocked)
         )
+        previous = self.problem
         if blocked:
             self.problem = (
                 "BudgetExhausted",
@@ -337,6 +367,15 @@ class ServiceWorker:
             )
         elif self.problem is not None and self.problem[0] != "InvalidSpec":
             self.problem = None
+        # The daemon's health, whichever task last called it: steady for the whole outage.
+        daemon_problem = self.daemon.health.problem(self.daemon.url) if self.daemon else None
+        if daemon_problem is not None:
+            if previous is None or previous[0] != daemon_problem[0]:
+                self.log.warning("%s: %s", *daemon_problem)
+                self.engine.kube.event_soon(self.ref, *daemon_problem, warning=True)
+            self.problem = daemon_problem
+        if self.start_blocked and not self.deleting:
+            self.problem = ("UploadSourceInvalid", self.start_blocked)
         if self.spec_error:
             self.problem = ("InvalidSpec", self.spec_error)
         for instance in self.status.instances:
@@ -444,10 +483,9 @@ class ServiceWorker:
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
-            except GolemUnavailable as error:
-                self._set_problem(
-                    "GolemUnreachable", f"cannot reach the Golem daemon: {error.message}"
-                )
+            except (GolemUnavailable, GolemUnauthorized):
+                # Not the instance's fault: reconcile reports the daemon's health (Degraded);
+                # the driver retries with backoff, its state untouched.
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
             except Exception as error:
@@ -477,6 +515,9 @@ class ServiceWorker:
         The old record stays (Terminated) until its invoice is settled: money is tracked per
         agreement. Used where the state machine says Pending (respawn or restart).
         """
+        if instance.provider is not None and event is not Event.START_FAILED:
+            # Replacements go to another provider (fail_start already avoided it).
+            self.avoid(instance.provider.id, message)
         self.transition(instance, event, message)
         if instance.state is S.TERMINATED:
             instance.final = True  # not replaced (policy): it keeps its replica slot
@@ -558,6 +599,8 @@ class ServiceWorker:
         instance = self._by_agreement(document.agreement_id)
         if instance is None:
             return
+        if document.kind == "invoice" and instance.settled:
+            return  # recorded already (the processor repeats it after a restart)
         if decision.accept:
             increment = max(document.amount - Decimal(instance.spent), Decimal(0))
             instance.spent = str(max(document.amount, Decimal(instance.spent)))

@@ -21,6 +21,7 @@ from golem_operator.golem import (
     GolemError,
     GolemNotFound,
     GolemTimeout,
+    GolemUnauthorized,
     GolemUnavailable,
 )
 from golem_operator.handlers import uploads
@@ -53,9 +54,19 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         # Recorded before a crash: adopt it if it got approved, else drop it.
         try:
             agreement = await market_api.get_agreement(instance.agreement_id)
+            if agreement.state == "Pending":
+                # Confirmed before the crash: the provider may still approve it, and an
+                # approved agreement must not be dropped unpaid (terminate fails on Pending).
+                with contextlib.suppress(GolemError, NegotiationFailed):
+                    await _wait_for_approval(worker, instance.agreement_id)
+                agreement = await market_api.get_agreement(instance.agreement_id)
         except GolemNotFound:
             agreement = None
         if agreement is not None and agreement.state == "Approved":
+            # Payments are judged from the approval time: without it every note is refused.
+            approved = agreement.approved_date or now()
+            instance.approved_at = approved.isoformat(timespec="seconds")
+            worker.daemon.register(instance.agreement_id, worker)
             worker.transition(
                 instance, Event.AGREEMENT_SIGNED, f"re-adopted agreement {instance.agreement_id}"
             )
@@ -65,6 +76,24 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     if market is None:
         await worker.sleep_or_stop(instance.name, 1.0)
         return
+    # An upload source that cannot be read (a missing Secret or key) would fail every start:
+    # check before renting anything, rather than paying provider after provider.
+    try:
+        await uploads.resolve(worker, worker.spec_or_fail.lifecycle.start.full_script())
+    except uploads.UploadError as error:
+        if not worker.spec_or_fail.respawn_unstarted_instances:
+            worker.respawn(instance, Event.START_FAILED, f"start script: {error}")
+            return
+        if worker.start_blocked != str(error):
+            worker.start_blocked = str(error)
+            instance.message = f"not renting: {error}"[: tx.MESSAGE_CAP]
+            worker.writer.changed()
+            worker.wake.set()
+        await worker.sleep_or_stop(instance.name, 5.0)
+        return
+    if worker.start_blocked is not None:
+        worker.start_blocked = None
+        worker.wake.set()
     candidates = market.candidates(worker.avoided(), worker.provider_load())
     # Money first: sign nothing that could take the service over its budget.
     budget = worker.budget()
@@ -118,7 +147,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     try:
         await market_api.confirm_agreement(draft.agreement_id)
         await _wait_for_approval(worker, draft.agreement_id)
-    except GolemUnavailable:
+    except (GolemUnavailable, GolemUnauthorized):
         raise  # the daemon is down: the recorded agreement is checked again on the next pass
     except (GolemError, NegotiationFailed) as error:
         worker.avoid(offer.provider_id, f"agreement not approved: {error}", NEGOTIATION_PAUSE)
@@ -172,14 +201,27 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
             instance, Event.STOP_REQUESTED, f"stop requested ({instance.stopping_reason})"
         )
         return
-    if instance.activity_id:
-        # The operator stopped during the start script: its progress is unknown, so the
-        # start is redone from scratch on a new agreement (the old one is terminated and paid).
-        await fail_start(worker, instance, "the operator restarted during the start script")
+    if instance.activity_id or instance.name in worker.activity_unknown:
+        # The operator stopped during the start script, or while creating the activity (whose
+        # id may be lost: a second activity would be paid twice). The start is redone from
+        # scratch on a new agreement; the old one is terminated, which ends its activities.
+        why = (
+            "the operator restarted during the start script"
+            if instance.activity_id
+            else "the activity's creation was interrupted"
+        )
+        await fail_start(worker, instance, why, avoid=False)
+        worker.activity_unknown.discard(instance.name)
         return
+    # Starting must be on record before an activity can exist: after a crash, a Starting
+    # instance without an activity id is known to maybe own one, a Pending one never does.
+    await worker.writer.flush()
     try:
         activity_id = await client.activity.create_activity(instance.agreement_id, timeout=30.0)
+    except GolemUnauthorized:
+        raise
     except GolemUnavailable:
+        worker.activity_unknown.add(instance.name)  # it may exist: never create a second one
         raise
     except GolemError as error:
         await fail_start(worker, instance, f"activity not created: {error.message}")
@@ -202,7 +244,7 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
         failure = ""
     except ScriptTimeout as timeout_error:
         outcomes, failure = timeout_error.outcomes, str(timeout_error)
-    except GolemUnavailable:
+    except (GolemUnavailable, GolemUnauthorized):
         raise
     except GolemError as golem_error:
         outcomes, failure = [], f"start script: {golem_error.message}"
@@ -218,10 +260,15 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
         await fail_start(worker, instance, f"start script failed: {result.message}")
 
 
-async def fail_start(worker: ServiceWorker, instance: Instance, message: str) -> None:
-    """The start failed: free the provider, then respawn elsewhere or end (per the spec)."""
+async def fail_start(
+    worker: ServiceWorker, instance: Instance, message: str, avoid: bool = True
+) -> None:
+    """The start failed: free the provider, then respawn elsewhere or end (per the spec).
+
+    avoid=False when the provider is not to blame (the operator itself was interrupted).
+    """
     assert worker.daemon is not None
-    if instance.provider is not None:
+    if instance.provider is not None and avoid:
         worker.avoid(instance.provider.id, message)
     await release(worker, instance, reason=message)
     worker.respawn(instance, Event.START_FAILED, message)
@@ -234,7 +281,7 @@ async def release(worker: ServiceWorker, instance: Instance, reason: str) -> Non
     if instance.activity_id:
         try:
             await client.activity.destroy_activity(instance.activity_id, timeout=10.0)
-        except GolemUnavailable:
+        except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemError:
             pass  # gone already, or the provider stopped answering: the agreement ends anyway
@@ -243,7 +290,7 @@ async def release(worker: ServiceWorker, instance: Instance, reason: str) -> Non
             await client.market.terminate_agreement(
                 instance.agreement_id, {"message": reason[:200], "golem.requestor.code": "Success"}
             )
-        except GolemUnavailable:
+        except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemError:
             pass  # already terminated (by the provider or a previous attempt)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from golem_operator.api.status import Instance
 from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event
-from golem_operator.golem import GolemError, GolemUnavailable
+from golem_operator.golem import GolemError, GolemUnauthorized, GolemUnavailable
 from golem_operator.handlers import starting, uploads
 from golem_operator.requestor.scripts import ScriptTimeout, run_batch
 
@@ -40,7 +40,7 @@ async def stop(worker: ServiceWorker, instance: Instance) -> None:
             outcomes, error = [], str(upload_error)
         except ScriptTimeout as timeout:
             outcomes, error = timeout.outcomes, str(timeout)
-        except GolemUnavailable:
+        except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemError as golem_error:
             outcomes, error = [], f"stop script: {golem_error.message}"

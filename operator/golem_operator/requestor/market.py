@@ -24,6 +24,7 @@ from golem_operator.golem import (
     GolemError,
     GolemGone,
     GolemNotFound,
+    GolemUnauthorized,
     GolemUnavailable,
     Proposal,
     ProposalEvent,
@@ -33,8 +34,8 @@ from golem_operator.golem import (
 log = logging.getLogger(__name__)
 
 
-class NoOffer(Exception):
-    """No acceptable offer is available right now."""
+#: After subscribing, offers are collected this long before the first choice.
+OFFER_WINDOW = 1.5
 
 
 class NegotiationFailed(Exception):
@@ -72,11 +73,18 @@ class ServiceMarket:
         # Drafts that arrived before counter_proposal() returned their id (a race).
         self._early_drafts: dict[str, Proposal] = {}
         self._task: asyncio.Task[None] | None = None
+        self._opened = 0.0
         self.cheapest_seen: Decimal | None = None
         self.last_refusals: list[str] = []
 
     def start(self) -> None:
+        self._opened = asyncio.get_running_loop().time()
         self._task = asyncio.create_task(self._collect(), name=f"market-{self.subscription_id}")
+
+    @property
+    def alive(self) -> bool:
+        """False once the demand is gone (expired or unsubscribed): subscribe a new one."""
+        return self._task is not None and not self._task.done()
 
     async def close(self, unsubscribe: bool) -> None:
         if self._task is not None:
@@ -138,6 +146,8 @@ class ServiceMarket:
 
     def candidates(self, avoided: set[str], load: dict[str, int]) -> list[Choice]:
         """Acceptable offers, least loaded provider first, then cheapest."""
+        if asyncio.get_running_loop().time() - self._opened < OFFER_WINDOW:
+            return []  # let the first offers arrive, so that the cheapest can win
         views = [
             OfferView(
                 proposal_id=p.proposal_id,
@@ -176,13 +186,18 @@ class ServiceMarket:
             self._changed.set()
 
     async def _negotiate(self, choice: Choice, valid_to: datetime) -> Draft:
-        properties, constraints = self._demand
+        demand_properties, constraints = self._demand
+        # Each agreement lasts agreementDuration from its own signing, not from the demand's.
+        properties = {
+            **demand_properties,
+            "golem.srv.comp.expiration": int(valid_to.timestamp() * 1000),
+        }
         provider = choice.offer.provider_id
         try:
             counter = await self.client.market.counter_proposal(
                 self.subscription_id, choice.offer.proposal_id, properties, constraints
             )
-        except GolemUnavailable:
+        except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemError as error:
             # The offer is stale (provider left or re-published): forget it.
@@ -206,7 +221,7 @@ class ServiceMarket:
             self._drafts.pop(counter, None)
         try:
             agreement_id = await self.client.market.create_agreement(draft.proposal_id, valid_to)
-        except GolemUnavailable:
+        except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemError as error:
             raise NegotiationFailed(provider, f"agreement not created: {error.message}") from error

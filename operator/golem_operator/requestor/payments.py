@@ -61,6 +61,8 @@ class PaymentProcessor:
         self._tasks: list[asyncio.Task[None]] = []
         self._orphans: dict[str, tuple[Document, datetime]] = {}
         self._done: set[str] = set()
+        #: Documents settled on Golem before a restart, waiting for their owner to record them.
+        self._unrecorded: dict[str, tuple[Document, bool, datetime]] = {}
 
     def start(self) -> None:
         since = datetime.now(UTC) - timedelta(hours=24)
@@ -104,6 +106,7 @@ class PaymentProcessor:
                 if event_type.endswith("ReceivedEvent") and doc_id not in self._done:
                     await self._handle(kind, doc_id)
             await self._retry_orphans()
+            await self._record_unrecorded()
 
     async def _handle(self, kind: DocumentKind, doc_id: str) -> None:
         try:
@@ -119,8 +122,27 @@ class PaymentProcessor:
             return
         if status != "RECEIVED":
             self._done.add(doc_id)  # already accepted or rejected (e.g. before a restart)
+            accepted = status in ("ACCEPTED", "SETTLED")
+            if accepted or (status == "REJECTED" and kind == "invoice"):
+                # A crash between settling on Golem and recording it in status would leave
+                # status.spent short and the invoice never marked settled: record it again
+                # (owners record idempotently).
+                self._unrecorded[doc_id] = (doc, accepted, datetime.now(UTC))
+                await self._record_unrecorded()
             return
         await self.settle(doc)
+
+    async def _record_unrecorded(self) -> None:
+        now = datetime.now(UTC)
+        for doc_id, (doc, accepted, first_seen) in list(self._unrecorded.items()):
+            owner = self.lookup(doc.agreement_id)
+            if owner is None:
+                if now - first_seen > timedelta(minutes=10):  # an agreement no one holds now
+                    self._unrecorded.pop(doc_id)
+                continue
+            self._unrecorded.pop(doc_id)
+            reason = "settled before the operator restarted"
+            await owner.paid(doc, Decision(accepted, reason))
 
     async def settle(self, doc: Document) -> None:
         owner = self.lookup(doc.agreement_id)

@@ -146,7 +146,7 @@ def test_namespaced_install_confines_the_operator_to_its_namespaces(
     assert len(by_kind["RoleBinding"]) == 2 and len(by_kind["KopfPeering"]) == 2
     # The kopf peering CRDs came from the subchart's crds/ (peering.enabled) and are served.
     for crd in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
-        cp.kubectl_run("wait", "--for=condition=Established", "--timeout=30s", f"crd/{crd}")
+        cp.wait_established(crd, timeout=30)
 
     sa = f"system:serviceaccount:{namespace}:{release}-golem-operator"
     for watched in (team_a, team_b):
@@ -202,9 +202,7 @@ def test_crds_from_crds_dir_on_a_fresh_cluster(
     cp = empty_cluster
     release, namespace = fresh("gcrd"), create_namespace(cp, fresh("golem-system"))
     objects, _ = helm_install(cp, helm_home, release, namespace)
-    cp.kubectl_run(
-        "wait", "--for=condition=Established", "--timeout=30s", f"crd/{GOLEMSERVICES_CRD}"
-    )
+    cp.wait_established(GOLEMSERVICES_CRD, timeout=30)
     # Installed from crds/: present, but not a release object.
     assert all(o["kind"] != "CustomResourceDefinition" for o in objects)
     _, annotations = crd_labels_and_annotations(cp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from support.operator_harness import FAULTY, Service, simple_manifest
@@ -14,17 +15,34 @@ def only(*providers: str, **spec: Any) -> dict[str, Any]:
     return doc
 
 
+def allow(service: Service, *providers: str) -> None:
+    """Change the provider allow list of a running service (a spec update)."""
+    service.cp.kubectl_run(
+        "patch",
+        "-n",
+        service.namespace,
+        "gsvc",
+        service.name,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"market": {"providers": {"allow": list(providers)}}}}),
+    )
+
+
 def test_start_failure_is_respawned_on_another_provider(service: Service) -> None:
-    # fails-start is the cheapest, so it is tried first; p-9 is the fallback.
-    service.apply(only("fails-start", "p-9", replicas=1))
+    service.apply(only("fails-start", replicas=1))
+    failed = service.wait(
+        "StartFailed on fails-start",
+        lambda: [i for i in service.instances("Terminated") if i["reason"] == "StartFailed"],
+    )
+    assert failed[0]["provider"]["name"] == "fails-start"
+    assert "start script failed" in failed[0]["message"]
+    # The failed provider is avoided for a while by this service.
+    assert failed[0]["provider"]["id"] in service.status["avoidedProviders"]
+    allow(service, "fails-start", "p-9")
     running = service.wait_running(1)[0]
     assert running["provider"]["name"] == "p-9"
     assert running["restarts"] >= 1
-    failed = [i for i in service.instances("Terminated") if i["reason"] == "StartFailed"]
-    assert failed and failed[0]["provider"]["name"] == "fails-start"
-    assert "start script failed" in failed[0]["message"]
-    assert "fails-start" not in [p for p in service.status.get("avoidedProviders", {})]  # by id
-    assert service.status["avoidedProviders"]  # the failed provider is avoided for a while
     assert "StartFailed" in service.events_by_reason()
 
 
@@ -48,9 +66,10 @@ def test_start_failure_without_respawn_ends_terminated_and_degraded(service: Ser
 
 
 def test_provider_crash_after_running_is_replaced_elsewhere(service: Service) -> None:
-    service.apply(only("crashes", "p-8", replicas=1))
+    service.apply(only("crashes", replicas=1))
     first = service.wait_running(1)[0]
     assert first["provider"]["name"] == "crashes"
+    allow(service, "crashes", "p-8")
     lost = service.wait(
         "ActivityLost",
         lambda: [i for i in service.instances("Terminated") if i["reason"] == "ActivityLost"],
@@ -63,9 +82,10 @@ def test_provider_crash_after_running_is_replaced_elsewhere(service: Service) ->
 
 
 def test_agreement_terminated_by_provider_is_replaced(service: Service) -> None:
-    service.apply(only("terminates", "p-7", replicas=1))
+    service.apply(only("terminates", replicas=1))
     first = service.wait_running(1)[0]
     assert first["provider"]["name"] == "terminates"
+    allow(service, "terminates", "p-7")
     service.wait(
         "replacement on p-7",
         lambda: [i for i in service.instances("Running") if i["provider"]["name"] == "p-7"],
@@ -76,11 +96,12 @@ def test_agreement_terminated_by_provider_is_replaced(service: Service) -> None:
 
 
 def test_failing_run_script_is_replaced_after_the_threshold(service: Service) -> None:
-    doc = only("fails-run", "p-6", replicas=1)
+    doc = only("fails-run", replicas=1)
     doc["spec"]["lifecycle"]["run"]["failureThreshold"] = 2
     service.apply(doc)
     first = service.wait_running(1)[0]
     assert first["provider"]["name"] == "fails-run"
+    allow(service, "fails-run", "p-6")
     service.wait(
         "replacement on p-6",
         lambda: [i for i in service.instances("Running") if i["provider"]["name"] == "p-6"],

@@ -33,7 +33,8 @@ def open_or_paid(service: Service, new_ids: set[str]) -> None:
 
 
 def agreement_ids(service: Service) -> set[str]:
-    return {a["agreementId"] for a in service.net.audit()["agreements"]}
+    """Every agreement this service ever signed (the audit view knows the signing demand)."""
+    return {a["agreementId"] for a in service.agreements()}
 
 
 def test_kill_during_starting_converges_without_duplicates(
