@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +177,38 @@ class Kube:
                 counts[key] += int(sample.value)
         return counts
 
+    def apply_all(self, namespace: str, docs: list[dict[str, Any]]) -> None:
+        """Server-side apply of every document at once, as a GitOps tool would."""
+        path = f"{GROUP_PATH}/namespaces/{namespace}/golemservices"
+
+        def apply(doc: dict[str, Any]) -> None:
+            response = self.http.patch(
+                f"{path}/{doc['metadata']['name']}",
+                params={"fieldManager": "bench", "force": "true"},
+                content=json.dumps(doc),
+                headers={"Content-Type": "application/apply-patch+yaml"},
+            )
+            response.raise_for_status()
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(apply, docs))
+
+    def scale_all(self, namespace: str, replicas: int) -> None:
+        """Every GolemService of the namespace scaled at once (the scale subresource)."""
+        path = f"{GROUP_PATH}/namespaces/{namespace}/golemservices"
+        names = [item["metadata"]["name"] for item in self.list_services(namespace)]
+
+        def scale(name: str) -> None:
+            response = self.http.patch(
+                f"{path}/{name}/scale",
+                content=json.dumps({"spec": {"replicas": replicas}}),
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            response.raise_for_status()
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(scale, names))
+
     def close(self) -> None:
         self.http.close()
 
@@ -282,6 +316,30 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float, every: flo
 
 # --- one run -------------------------------------------------------------------------------
 
+Snapshot = dict[str, tuple[int, bc.CpuSample]]
+
+
+def snapshot(pids: dict[str, int]) -> Snapshot:
+    taken: Snapshot = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            taken[name] = (pid, bc.sample_cpu(pid, children=name == "localnet"))
+    return taken
+
+
+def shares(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """CPU of each process between two snapshots, in % of one core (a restarted process
+    counts from its start)."""
+    out: dict[str, float] = {}
+    for name, (pid, sample) in after.items():
+        old_pid, old = before.get(name, (0, None))
+        wall = sample.wall - (old.wall if old is not None else sample.wall)
+        if old is None or wall <= 0:
+            continue
+        used = sample.cpu - (old.cpu if old_pid == pid else 0.0)
+        out[name] = 100 * used / wall
+    return out
+
 
 @dataclass
 class Convergence:
@@ -314,6 +372,8 @@ class RunFigures:
     gaps_under_half_second: int = 0
     status_writes_per_service_s: float | None = None
     errors: list[str] = field(default_factory=list)
+    #: phase -> process -> CPU in % of one core
+    phase_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     timeline: list[tuple[float, dict[str, int]]] = field(default_factory=list)
 
 
@@ -341,6 +401,18 @@ class Run:
         assert self.operator.proc is not None
         return self.operator.proc.pid
 
+    def pids(self) -> dict[str, int]:
+        """The processes whose CPU each phase reports (etcd and kube-apiserver by position)."""
+        assert self.net.proc is not None
+        found = {"operator": self.pid, "localnet": self.net.proc.pid}
+        for name, proc in zip(("etcd", "kube-apiserver"), self.cp._procs, strict=False):
+            found[name] = proc.pid
+        found["benchmark"] = os.getpid()
+        return found
+
+    def measure(self, phase: str, before: Snapshot) -> None:
+        self.figures.phase_cpu[phase] = shares(before, snapshot(self.pids()))
+
     def namespace(self) -> str:
         name = f"bench-{uuid.uuid4().hex[:8]}"
         self.cp.kubectl_run(
@@ -352,14 +424,8 @@ class Run:
         return name
 
     def apply(self, namespace: str, services: int, replicas: int) -> None:
-        docs = {
-            "apiVersion": "v1",
-            "kind": "List",
-            "items": [manifest(f"svc-{i:03d}", replicas) for i in range(services)],
-        }
-        self.cp.kubectl_run(
-            "apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(docs)
-        )
+        docs = [manifest(f"svc-{i:03d}", replicas) for i in range(services)]
+        self.kube.apply_all(namespace, docs)
 
     def running(self, watch: Watch, total: int) -> bool:
         return watch.counts()["Running"] >= total
@@ -374,6 +440,7 @@ class Run:
         before_metrics = self.operator.metrics() if keep else ""
         before_api = self.kube.apiserver_writes() if keep else Counter()
         cpu = bc.sample_cpu(self.pid)
+        processes = snapshot(self.pids())
         if keep and self.args.profile:
             self.profile("convergence", limit)
         watch.origin = time.monotonic()
@@ -386,6 +453,7 @@ class Run:
             result.error = f"{error} ({watch.counts()})"
             self.figures.errors.append(result.error)
         result.operator_cpu = bc.cpu_share(cpu, bc.sample_cpu(self.pid))
+        self.measure(f"convergence {services}x{replicas}", processes)
         print(
             f"  convergence {services}x{replicas}: "
             + (f"{result.seconds:.1f}s" if result.seconds is not None else result.error)
@@ -450,12 +518,14 @@ class Run:
         if self.args.profile:
             self.profile("steady", seconds)
         cpu = bc.sample_cpu(self.pid)
+        processes = snapshot(self.pids())
         peak = 0.0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             peak = max(peak, bc.rss_mib(self.pid)[0])
             time.sleep(0.5)
         self.figures.steady_cpu = bc.cpu_share(cpu, bc.sample_cpu(self.pid))
+        self.measure("steady state", processes)
         self.figures.steady_rss_peak = peak
         self.figures.peak_rss_overall = bc.rss_mib(self.pid)[1]
         print(
@@ -467,6 +537,7 @@ class Run:
 
     def recovery(self, namespace: str, watch: Watch, total: int) -> None:
         agreements_before = len(self.net.audit()["agreements"])
+        processes = snapshot(self.pids())
         self.operator.kill()
         killed = datetime.now(UTC)
         threshold = killed.replace(microsecond=0).timestamp() + 1  # surely after the kill
@@ -506,6 +577,7 @@ class Run:
             self.figures.recovery_all_ran = time.monotonic() - started
         except PhaseTimeout as error:
             self.figures.errors.append(f"recovery: {error}")
+        self.measure("recovery", processes)
         self.figures.recovery_new_agreements = (
             len(self.net.audit()["agreements"]) - agreements_before
         )
@@ -519,8 +591,9 @@ class Run:
 
     def scale_down(self, namespace: str, watch: Watch) -> None:
         limit = self.args.scale_down_limit
+        processes = snapshot(self.pids())
         started = time.monotonic()
-        self.cp.kubectl_run("scale", "-n", namespace, "gsvc", "--all", "--replicas=0")
+        self.kube.scale_all(namespace, 0)
 
         def terminated() -> bool:
             items = watch.snapshot()
@@ -547,6 +620,7 @@ class Run:
             self.figures.scale_down_paid = time.monotonic() - started
         except PhaseTimeout as error:
             self.figures.errors.append(f"scale-down: {error}")
+        self.measure("scale-down", processes)
         print(
             f"  scale-down: all Terminated {self.figures.scale_down_terminated}, all paid "
             f"{self.figures.scale_down_paid}",
@@ -759,6 +833,26 @@ def report(args: argparse.Namespace, runs: list[RunFigures]) -> str:
     return bc.table(["figure", "median (min-max)", "target", "notes"], rows)
 
 
+def cpu_table(runs: list[RunFigures]) -> str:
+    """Median CPU of each process per phase: shows what limits each figure."""
+    names = ("operator", "localnet", "kube-apiserver", "etcd", "benchmark")
+    phases: list[str] = []
+    for run in runs:
+        phases += [p for p in run.phase_cpu if p not in phases]
+    rows = []
+    for phase in phases:
+        cells = []
+        for name in names:
+            measured = [
+                r.phase_cpu[phase][name] for r in runs if name in r.phase_cpu.get(phase, {})
+            ]
+            cells.append(f"{bc.median(measured):.0f}" if measured else "-")
+        total = sum(float(c) for c in cells if c != "-")
+        rows.append([phase, *cells, f"{total:.0f} of 200"])
+    header = ["phase", *names, "all"]
+    return bc.table(header, rows)
+
+
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     sizes = []
     for part in text.split(","):
@@ -813,8 +907,10 @@ def main() -> int:
                                 shutil.copy(Path(tmp) / name, logs / name)
         kube.close()
     text = report(args, runs)
+    processes = cpu_table(runs)
     errors = [e for r in runs for e in r.errors]
     print(text)
+    print(processes)
     for error in errors:
         print(f"error: {error}")
     write = (not args.quick or args.write) and not args.no_write
@@ -840,6 +936,8 @@ def main() -> int:
             "## The operator at scale\n\n"
             f"Measured {started} on {machine}.\n\n"
             f"```sh\n{bc.command_line()}\n```\n\n{text}\n\n"
+            "CPU of each process during each phase, % of one core (medians; the machine has "
+            f"two cores, so 200 is everything):\n\n{processes}\n\n"
             + (f"Phases that failed: {'; '.join(errors)}\n\n" if errors else "")
             + f"![instances per state during the {services}x{replicas} convergence]"
             "(benchmarks/convergence.png)\n"

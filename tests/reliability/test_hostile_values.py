@@ -95,12 +95,12 @@ def test_hostile_values_are_contained_and_the_healthy_service_keeps_running(
     try:
         healthy = simple_manifest(replicas=1)
         healthy["metadata"] = {"name": "healthy"}
-        cp.kubectl_run("apply", "-n", namespace, "-f", "-", input=json.dumps(healthy))
+        cp.kubectl_run("create", "-n", namespace, "-f", "-", input=json.dumps(healthy))
         for name, mutate in HOSTILE.items():
             doc = simple_manifest(replicas=1)
             doc["metadata"] = {"name": name}
             mutate(doc)
-            cp.kubectl_run("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+            cp.kubectl_run("create", "-n", namespace, "-f", "-", input=json.dumps(doc))
 
         def status(name: str) -> dict[str, Any]:
             return gsvc_status(cp, namespace, name)

@@ -37,7 +37,8 @@ class _Response(aiohttp.ClientResponse):
         # yagna may leave the unread rest of such a request on the connection: never reuse it.
         # Decided here because aiohttp hands a connection back to its pool as soon as a small
         # body has arrived, before the caller sees the response.
-        if self.status >= 400 and self.method in _BODY_METHODS and self._connection is not None:
+        failed = self.status is not None and self.status >= 400
+        if failed and self.method in _BODY_METHODS and self._connection is not None:
             protocol = self._connection.protocol
             if protocol is not None:
                 protocol.force_close()

@@ -146,6 +146,11 @@ class ServiceWorker:
         backoff = 1.0
         adopted = False
         while True:
+            if self.deleting and not adopted and not self._holds_golem_objects():
+                # Nothing was ever rented or reserved (e.g. its daemon was never reachable):
+                # nothing to settle, so the deletion must not wait for a connection.
+                self.deleted.set()
+                return
             try:
                 if not adopted:
                     await self._connect()
@@ -186,6 +191,14 @@ class ServiceWorker:
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), backoff)
+
+    def _holds_golem_objects(self) -> bool:
+        status = self.status
+        return bool(
+            status.allocation_id
+            or status.demand_id
+            or any(i.agreement_id or i.activity_id for i in status.instances)
+        )
 
     def _set_problem(self, reason: str, message: str) -> None:
         if self.problem != (reason, message):
