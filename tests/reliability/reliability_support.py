@@ -26,6 +26,10 @@ from golem_operator.devenv.stack import LocalNetProcess, OperatorProcess
 
 HERE = Path(__file__).resolve().parent
 PROVIDERS = HERE / "providers.yaml"
+#: Every operator log the suite produced, and every app key it used: the secrets scan reads
+#: them (tests/reliability/test_z_money_and_secrets.py runs last).
+OPERATOR_LOGS: list[Path] = []
+APP_KEYS_USED: set[str] = set()
 
 
 class DaemonGate:
@@ -146,6 +150,8 @@ def start_operator(
     proc = OperatorProcess(
         workdir, cp.kubeconfig, gate.url, net.key_file, namespaces=namespaces, extra_env=env
     )
+    OPERATOR_LOGS.append(proc.log)
+    APP_KEYS_USED.add(net.app_key)
     return proc.start()
 
 
@@ -264,6 +270,20 @@ def duplicate_agreements(status: dict[str, Any]) -> list[str]:
             duplicates.append(f"{agreement[:12]} in {seen[agreement]} and {instance['name']}")
         seen[agreement] = instance["name"]
     return duplicates
+
+
+def delete_all(cp: ControlPlane, namespace: str, timeout: float) -> None:
+    """Delete every GolemService of a namespace and wait until the operator let them go."""
+    cp.kubectl_run("delete", "gsvc", "--all", "-n", namespace, "--wait=false")
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        out = cp.kubectl_run("get", "gsvc", "-n", namespace, "-o", "json")
+        left = [i["metadata"]["name"] for i in json.loads(out.stdout)["items"]]
+        if not left:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"still not deleted after {timeout:.0f}s: {left}")
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from reliability_support import (
+    APP_KEYS_USED,
     DaemonGate,
     duplicate_agreements,
     gsvc_status,
@@ -167,6 +168,7 @@ def test_revoked_app_key_gives_a_clear_condition_not_a_crash_loop(
     before = wait_for("1 Running", lambda: _running(cp, namespace, name, 1), 60)
     original = rel_net.app_key
     revoked_with = "rotated-" + uuid.uuid4().hex
+    APP_KEYS_USED.add(revoked_with)
     with rel_net.client() as http:
         http.post("/_localnet/app-key", json={"key": revoked_with}).raise_for_status()
     try:

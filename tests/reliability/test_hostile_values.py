@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reliability_support import DaemonGate, gsvc_status, start_operator, wait_for
+from reliability_support import DaemonGate, delete_all, gsvc_status, start_operator, wait_for
 from support.operator_harness import simple_manifest
 
 from golem_operator.devenv.controlplane import ControlPlane
@@ -117,8 +117,9 @@ def test_hostile_values_are_contained_and_the_healthy_service_keeps_running(
 
         wait_for("output's run results", output_capped, 60)
         last = running("output")[0]["lastRun"]
-        assert set(last["stdout"]) == {"x"} and len(last["stdout"]) <= 2048
-        assert len(last["stderr"]) <= 2048
+        # The tail (the daemon may append its own truncation note), never the megabytes.
+        assert "x" * 1000 in last["stdout"] and len(last["stdout"]) <= 2048, last
+        assert "y" * 1000 in last["stderr"] and len(last["stderr"]) <= 2048, last
         assert len(json.dumps(status("output"))) < 64 * 1024
 
         # Unicode: passed through arguments and environment intact.
@@ -185,17 +186,7 @@ def test_hostile_values_are_contained_and_the_healthy_service_keeps_running(
         assert SECRET_VALUE not in everything
         assert SECRET_VALUE not in operator.log.read_text()
     finally:
-        for name in ["healthy", *HOSTILE]:
-            cp.kubectl_run(
-                "delete", "-n", namespace, "gsvc", name, "--wait=false", "--ignore-not-found"
-            )
-        wait_for(
-            "deletions",
-            lambda: (
-                not json.loads(cp.kubectl_run("get", "gsvc", "-n", namespace, "-o", "json").stdout)[
-                    "items"
-                ]
-            ),
-            90,
-        )
-        operator.stop()
+        try:
+            delete_all(cp, namespace, 90)
+        finally:
+            operator.stop()

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 #: GLM amounts travel as decimal strings (never floats): up to 18 decimals, like the token.
 GLM_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$"
@@ -113,6 +113,21 @@ class Payload(_Model):
             "generated ones, e.g. (golem.inf.cpu.architecture=x86_64).",
         )
     )
+
+    @field_validator("constraints")
+    @classmethod
+    def _balanced(cls, constraints: list[str]) -> list[str]:
+        # The schema checks the outer parentheses; their balance is checked here (and a
+        # violation is reported in the Degraded condition, naming the field).
+        for constraint in constraints:
+            depth = 0
+            for char in constraint:
+                depth += {"(": 1, ")": -1}.get(char, 0)
+                if depth < 0:
+                    break
+            if depth != 0:
+                raise ValueError(f"unbalanced parentheses in {constraint[:80]!r}")
+        return constraints
 
 
 # --- lifecycle scripts -----------------------------------------------------------------------

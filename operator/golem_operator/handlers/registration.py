@@ -13,6 +13,7 @@ import kopf
 
 from golem_operator import constants
 from golem_operator.config import OperatorConfig
+from golem_operator.handlers.diffbase import DigestingDiffBaseStorage
 from golem_operator.handlers.engine import Engine, force_delete_requested
 from golem_operator.handlers.kube import Kube
 from golem_operator.observability import metrics
@@ -36,7 +37,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=constants.ANNOTATION_PREFIX
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestingDiffBaseStorage(
         prefix=constants.ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     # Avoid kopf's silent watch-stream death: reconnect regularly.

@@ -100,3 +100,17 @@ def test_server_side_apply_twice_has_no_diff_or_conflict(service: Service, tmp_p
     managers = {m["manager"]: m for m in json.loads(shown.stdout)["metadata"]["managedFields"]}
     spec_owners = [n for n, m in managers.items() if "f:spec" in json.dumps(m.get("fieldsV1", {}))]
     assert spec_owners == ["gitops"], spec_owners
+
+
+def test_what_the_schema_cannot_say_is_reported_in_degraded(service: Service) -> None:
+    doc = simple_manifest(replicas=1)
+    doc["spec"]["payload"]["constraints"] = ["(golem.inf.cpu.threads>=1))(x=1)"]
+    service.apply(doc)  # admission accepts it: the pattern only checks the outer parentheses
+    degraded = service.wait(
+        "Degraded InvalidSpec",
+        lambda: (c := service.condition("Degraded")).get("reason") == "InvalidSpec" and c,
+        30,
+    )
+    assert "spec.payload.constraints" in degraded["message"]
+    assert "unbalanced parentheses" in degraded["message"]
+    assert service.instances() == []

@@ -135,3 +135,13 @@ def test_crd_is_structural() -> None:
     assert version["subresources"]["scale"]["labelSelectorPath"] == ".status.selector"
     columns = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
     assert {n for n, p in columns.items() if p == 0} == {"Desired", "Ready", "Phase", "Age"}
+
+
+@pytest.mark.parametrize("constraint", ["(a))(b)", "((a)", "(a)(b))"])
+def test_unbalanced_constraints_are_refused_naming_the_field(constraint: str) -> None:
+    payload = {"image": {"tag": "a/b:c"}, "constraints": [constraint]}
+    with pytest.raises(ValidationError) as caught:
+        GolemServiceSpec.model_validate({**MINIMAL, "payload": payload})
+    error = caught.value.errors()[0]
+    assert error["loc"][:2] == ("payload", "constraints")
+    assert "unbalanced parentheses" in error["msg"] or "pattern" in error["msg"]
