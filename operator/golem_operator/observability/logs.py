@@ -15,10 +15,10 @@ from typing import Any
 class _Context(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "resource"):
-            obj = getattr(record, "k8s_obj", None)
-            if isinstance(obj, dict):
-                meta = obj.get("metadata", {})
-                record.resource = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+            # kopf's per-object loggers carry the object as `k8s_ref`.
+            ref = getattr(record, "k8s_ref", None)
+            if isinstance(ref, dict) and ref.get("name"):
+                record.resource = f"{ref.get('namespace') or ''}/{ref['name']}"
             else:
                 record.resource = "-"
         return True
