@@ -26,4 +26,4 @@ crd: setup
 	cp crds/golemservices.yaml charts/golem-operator/crds/golemservices.yaml
 
 bench: setup
-	source .env.tools && $(PY) scripts/bench_localnet.py
+	source .env.tools && $(PY) scripts/bench_localnet.py && $(PY) scripts/bench_operator.py

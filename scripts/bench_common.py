@@ -88,6 +88,14 @@ def cpu_share(before: CpuSample, after: CpuSample) -> float:
     return (after.cpu - before.cpu) / wall if wall > 0 else 0.0
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / CLOCK_TICKS, sum(fields) / CLOCK_TICKS
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) of a process in MiB, from /proc/PID/status."""
     rss = hwm = 0.0

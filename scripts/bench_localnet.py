@@ -60,6 +60,7 @@ class Figures:
     invoices: int = 0
     localnet_cpu: dict[str, float] = field(default_factory=dict)
     client_cpu: dict[str, float] = field(default_factory=dict)
+    other_cpu: dict[str, float] = field(default_factory=dict)  # the rest of the machine
 
 
 def providers_yaml(work: Path, providers: int) -> Path:
@@ -96,14 +97,19 @@ class Bench:
         self.pid = net.proc.pid if net.proc else 0
         self.figures = Figures()
 
-    def cpu_phase(self, name: str, before: tuple[bc.CpuSample, bc.CpuSample]) -> None:
-        self.figures.localnet_cpu[name] = bc.cpu_share(
-            before[0], bc.sample_cpu(self.pid, children=True)
-        )
-        self.figures.client_cpu[name] = bc.cpu_share(before[1], bc.sample_cpu(os.getpid()))
+    def cpu_phase(self, name: str, before: tuple[bc.CpuSample, ...]) -> None:
+        after = self.cpu_now()
+        net, client, machine = (bc.cpu_share(b, a) for b, a in zip(before, after, strict=True))
+        self.figures.localnet_cpu[name] = net
+        self.figures.client_cpu[name] = client
+        self.figures.other_cpu[name] = machine - net - client
 
-    def cpu_now(self) -> tuple[bc.CpuSample, bc.CpuSample]:
-        return bc.sample_cpu(self.pid, children=True), bc.sample_cpu(os.getpid())
+    def cpu_now(self) -> tuple[bc.CpuSample, ...]:
+        return (
+            bc.sample_cpu(self.pid, children=True),
+            bc.sample_cpu(os.getpid()),
+            bc.CpuSample(time.monotonic(), bc.machine_cpu()[0]),
+        )
 
     async def demand_properties(self) -> dict[str, Any]:
         me = await self.client.identity.me()
@@ -291,7 +297,8 @@ def report(args: argparse.Namespace, runs: list[Figures]) -> str:
     def cpu(phase: str) -> str:
         net = bc.median([100 * r.localnet_cpu.get(phase, 0.0) for r in runs])
         client = bc.median([100 * r.client_cpu.get(phase, 0.0) for r in runs])
-        return f"{net:.0f} / {client:.0f}"
+        others = bc.median([100 * r.other_cpu.get(phase, 0.0) for r in runs])
+        return f"{net:.0f} / {client:.0f} / {others:.0f}"
 
     p50 = bc.median([percentile(r.exec_latency_ms, 0.5) for r in runs])
     p95 = bc.median([percentile(r.exec_latency_ms, 0.95) for r in runs])
@@ -329,7 +336,7 @@ def report(args: argparse.Namespace, runs: list[Figures]) -> str:
         [
             "figure",
             "value: median (min-max)",
-            "CPU % of one core: localnet (+ its commands) / client",
+            "CPU, % of one core: localnet (+ its commands) / client / other processes",
         ],
         rows,
     )

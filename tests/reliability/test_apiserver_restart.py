@@ -22,10 +22,10 @@ from reliability_support import (
     start_operator,
     wait_for,
 )
-from support.operator_harness import simple_manifest
 
 from golem_operator.devenv.controlplane import ControlPlane
 from golem_operator.devenv.stack import LocalNetProcess
+from support.operator_harness import simple_manifest
 
 
 def _live(status: dict[str, Any], state: str = "Running") -> list[dict[str, Any]]:

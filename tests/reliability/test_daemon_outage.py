@@ -28,10 +28,10 @@ from reliability_support import (
     start_operator,
     wait_for,
 )
-from support.operator_harness import simple_manifest
 
 from golem_operator.devenv.controlplane import ControlPlane
 from golem_operator.devenv.stack import LocalNetProcess, OperatorProcess
+from support.operator_harness import simple_manifest
 
 OUTAGE = 12.0
 #: A retry loop without backoff makes hundreds of attempts per second; with backoff the

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from reliability_support import DaemonGate, delete_all, gsvc_status, start_operator, wait_for
-from support.operator_harness import simple_manifest
 
 from golem_operator.devenv.controlplane import ControlPlane
 from golem_operator.devenv.stack import LocalNetProcess
+from support.operator_harness import simple_manifest
 
 UNICODE = "Grüße 👋 עברית 日本語 ç\u00e0 ∑"
 SECRET_VALUE = "other-namespace-secret-" + uuid.uuid4().hex

@@ -29,10 +29,10 @@ from reliability_support import (
     start_operator,
     wait_for,
 )
-from support.operator_harness import simple_manifest
 
 from golem_operator.devenv.controlplane import ControlPlane
 from golem_operator.devenv.stack import LocalNetProcess, OperatorProcess
+from support.operator_harness import simple_manifest
 
 #: Every service of the suite has this budget unless listed in BUDGETS (by node name).
 DEFAULT_BUDGET = Decimal("1.0")

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import certifi
 import httpx
+from aiohttp.connector import Connection
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -33,16 +34,17 @@ KEEPALIVE_SECONDS = 15.0
 class _Response(aiohttp.ClientResponse):
     """Drops its connection after an error answer to a request with a body."""
 
-    def _release_connection(self) -> None:
-        # yagna may leave the unread rest of such a request on the connection: never reuse it.
-        # Decided here because aiohttp hands a connection back to its pool as soon as a small
-        # body has arrived, before the caller sees the response.
-        failed = self.status is not None and self.status >= 400
-        if failed and self.method in _BODY_METHODS and self._connection is not None:
-            protocol = self._connection.protocol
-            if protocol is not None:
-                protocol.force_close()
-        super()._release_connection()
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        protocol = connection.protocol
+        await super().start(connection)
+        if self.status >= 400 and self.method in _BODY_METHODS and protocol is not None:
+            # yagna may leave the unread rest of such a request on the connection: never
+            # reuse it. aiohttp hands a connection back to its pool as soon as a small body
+            # has arrived, inside start(); nothing else ran since (no await after that).
+            protocol.force_close()
+            if self._connection is None:
+                protocol.close()
+        return self
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -106,9 +108,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_read=timeouts.get("read"),
         )
         headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in request.headers.multi_items():
+        # The raw pairs: httpx's multi_items() re-detects the encoding for every header.
+        for raw_name, raw_value in request.headers.raw:
+            name = raw_name.decode("latin-1")
             if name.lower() not in _SKIPPED_HEADERS:
-                headers.add(name, value)
+                headers.add(name, raw_value.decode("latin-1"))
         body = await request.aread()
         try:
             response = await session.request(

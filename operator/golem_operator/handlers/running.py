@@ -15,7 +15,7 @@ from golem_operator.api.status import Instance
 from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event, restart_allowed
 from golem_operator.golem import GolemError, GolemNotFound, GolemUnauthorized, GolemUnavailable
-from golem_operator.handlers import uploads
+from golem_operator.handlers import starting, uploads
 from golem_operator.requestor.scripts import ScriptTimeout, run_batch
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
     while True:
         lost = worker.take_lost(instance.name)
         if lost is not None:
-            worker.respawn(instance, Event.ACTIVITY_LOST, lost)
+            await _lost(worker, instance, lost)
             return
         if instance.stopping_reason:
             worker.transition(
@@ -41,7 +41,7 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
         script = spec.lifecycle.run
         ok, message = await _probe(worker, instance)
         if ok is None:  # the activity or agreement is gone
-            worker.respawn(instance, Event.ACTIVITY_LOST, message)
+            await _lost(worker, instance, message)
             return
         if ok:
             if instance.consecutive_failures:
@@ -53,7 +53,7 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
             if instance.consecutive_failures >= script.failure_threshold:
                 gone = await _gone(worker, instance)
                 if gone:
-                    worker.respawn(instance, Event.ACTIVITY_LOST, gone)
+                    await _lost(worker, instance, gone)
                 else:
                     # The stop script still runs; the planner replaces the instance unless
                     # restartPolicy says not to (then it keeps its replica slot, failed).
@@ -69,6 +69,16 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
                 return
         if await worker.sleep_or_stop(instance.name, script.interval_seconds):
             continue
+
+
+async def _lost(worker: ServiceWorker, instance: Instance, message: str) -> None:
+    """The activity (or agreement) is gone: end what is left on Golem, then respawn.
+
+    A dead activity does not end its agreement: left open, the provider would hold it (and
+    invoice it) until it expires, long after status forgot it.
+    """
+    await starting.release(worker, instance, reason=message)
+    worker.respawn(instance, Event.ACTIVITY_LOST, message)
 
 
 async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None, str]:

@@ -89,6 +89,8 @@ class ServiceWorker:
         self.activity_unknown: set[str] = set()
         #: Why no instance can start (an unreadable upload source), checked before renting.
         self.start_blocked: str | None = None
+        #: Budget held by instances negotiating right now (name -> most it could cost).
+        self.reserved: dict[str, Decimal] = {}
         self._all_stopped_at: datetime | None = None
         self.update(body)
 
@@ -420,6 +422,7 @@ class ServiceWorker:
             if instance.price is not None and not instance.settled:
                 most = LinearPrice.from_status(instance.price).max_cost(duration)
                 committed += max(most - Decimal(instance.spent), Decimal(0))
+        committed += sum(self.reserved.values(), Decimal(0))
         cheapest = self.market.cheapest_seen if self.market else None
         return planning.Budget(
             total=self.spec.budget_glm,

@@ -125,6 +125,9 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     choice = candidates[0]
     duration = parse_duration(worker.spec_or_fail.agreement_duration)
     valid_to = now() + duration
+    # Reserve the most it can cost while negotiating: instances negotiating at the same time
+    # must not each see the whole budget free (the price is in status once it is signed).
+    worker.reserved[instance.name] = choice.max_cost
     try:
         draft = await market.negotiate(choice, valid_to)
     except NegotiationFailed as failure:
@@ -133,6 +136,8 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
             failure.provider_id or choice.offer.provider_id, str(failure), NEGOTIATION_PAUSE
         )
         return
+    finally:
+        worker.reserved.pop(instance.name, None)
     # Record before confirming: a crash from here on leaves an agreement status knows.
     offer = choice.offer
     instance.agreement_id = draft.agreement_id

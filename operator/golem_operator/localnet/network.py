@@ -218,6 +218,8 @@ class Demand:
     events: EventQueue = field(default_factory=EventQueue)
     proposals: dict[str, Proposal] = field(default_factory=dict)
     offered_to: set[str] = field(default_factory=set)
+    #: provider name -> its Initial proposal on this demand, while not countered or rejected
+    open_offers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, requestor_id: str) -> dict[str, Any]:
         return {
@@ -544,6 +546,7 @@ class Network:
             timestamp=stamp(),
         )
         self._add_proposal(demand, proposal)
+        demand.open_offers[provider.name] = proposal.id
         demand.events.append(
             {
                 "eventType": "ProposalEvent",
@@ -557,8 +560,12 @@ class Network:
         self.proposals[proposal.id] = proposal
 
     def _reoffer(self, provider: Provider) -> None:
-        """A provider with free capacity again re-publishes its offer to live demands."""
+        """A provider with free capacity again re-publishes its offer to live demands (those
+        still holding its untouched offer need no second one: at 1,000 agreements ending,
+        re-sending it to every demand made 100,000 redundant proposals)."""
         for demand in self.demands.values():
+            if provider.name in demand.open_offers:
+                continue
             demand.offered_to.discard(provider.name)
             self._offer(provider, demand)
 
@@ -612,6 +619,8 @@ class Network:
             prev_id=offer.id,
         )
         self._add_proposal(demand, counter)
+        if demand.open_offers.get(offer.provider.name) == offer.id:
+            del demand.open_offers[offer.provider.name]
         self.spawn(self._provider_answers(demand, counter, expression))
         return counter
 
@@ -674,6 +683,8 @@ class Network:
     def reject_proposal(self, demand: Demand, proposal_id: str, reason: Any) -> None:
         proposal = self.proposal_of(demand, proposal_id)
         proposal.state = "Rejected"  # again is fine: yagna answers 204 again
+        if demand.open_offers.get(proposal.provider.name) == proposal.id:
+            del demand.open_offers[proposal.provider.name]
 
     def create_agreement(self, proposal_id: str, valid_to: str) -> Agreement:
         if _PROPOSAL_ID.fullmatch(proposal_id) is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ class CommandOutcome:
     timed_out: bool
 
 
+@functools.cache  # a PATH search per command was a twentieth of a busy network's CPU
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
