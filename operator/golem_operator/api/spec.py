@@ -471,7 +471,13 @@ class GolemServiceSpec(_Model):
                 "double(self.market.maxStartPrice) <= double(self.budget)",
                 "market.maxStartPrice cannot exceed budget",
                 ".market.maxStartPrice",
-            )
+            ),
+            (
+                "!has(self.agreementDuration) || "
+                "duration(self.agreementDuration) >= duration('30s')",
+                "agreementDuration must be at least 30s",
+                ".agreementDuration",
+            ),
         ),
     )
 

@@ -185,6 +185,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         with_change("agreementDuration", "15 minutes"),
         "spec.agreementDuration",
     ),
+    ("agreement too short", with_change("agreementDuration", "0s"), "spec.agreementDuration"),
     ("bad runtime", with_change("payload.runtime", "wasm"), "spec.payload.runtime"),
     ("negative memory", with_change("payload.minMemGib", -1), "spec.payload.minMemGib"),
     ("zero cpu threads", with_change("payload.minCpuThreads", 0), "spec.payload.minCpuThreads"),
