@@ -740,7 +740,7 @@ def plot(timeline: list[tuple[float, dict[str, int]]], title: str, path: Path) -
         STATES, ("#999999", "#f0a030", "#2a9d4b", "#c04040", "#3060c0"), strict=True
     ):
         ax.plot(times, [c.get(state, 0) for _, c in timeline], label=state, color=color)
-    ax.set_xlabel("seconds since kubectl apply")
+    ax.set_xlabel("seconds since the apply (server-side apply of every manifest at once)")
     ax.set_ylabel("instances")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -883,7 +883,7 @@ def report(args: argparse.Namespace, runs: list[RunFigures]) -> str:
         "target: <= 2 (one per 0.5 s)",
     )
     row(
-        "status changes seen less than 0.45 s apart on the watch (of all gaps)",
+        "status changes of one service seen less than 0.45 s apart on the watch",
         lambda r: r.gaps_under_half_second,
         None,
         "",
