@@ -26,6 +26,8 @@ class OperatorConfig:
     golem_app_key: SecretStr | None = field(default=None, repr=False)
     #: Namespaces to watch; empty means the whole cluster.
     namespaces: tuple[str, ...] = ()
+    #: Address the metrics and health endpoints listen on (0.0.0.0 in a pod; tests use loopback).
+    bind_address: str = "0.0.0.0"
     metrics_port: int = 9090
     health_port: int = 8080
     log_format: str = "text"  # text or json
@@ -81,6 +83,7 @@ class OperatorConfig:
             golem_url=env.get("GOLEM_URL", cls.golem_url),
             golem_app_key=key,
             namespaces=namespaces,
+            bind_address=env.get("GOLEM_OPERATOR_BIND_ADDRESS", "0.0.0.0"),
             metrics_port=integer("GOLEM_OPERATOR_METRICS_PORT", 9090),
             health_port=integer("GOLEM_OPERATOR_HEALTH_PORT", 8080),
             log_format=log_format,

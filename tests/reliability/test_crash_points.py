@@ -120,10 +120,10 @@ def scenario(
                 run.problems_after_restart = _problems(net, run, status)
                 return _running(cp, namespace, run.name) and not run.problems_after_restart
 
-            run.converged = _wait_quietly(settled, 60)
+            run.converged = _wait_quietly(settled, 120)
             run.timings["converge"] = time.monotonic() - restarted
             _delete(cp, namespace, run.name)
-        gone = _wait_quietly(lambda: not _exists(cp, namespace, run.name), 90)
+        gone = _wait_quietly(lambda: not _exists(cp, namespace, run.name), 150)
         run.timings["deleted"] = time.monotonic() - restarted
         if point in ON_DELETE:
             run.converged = gone

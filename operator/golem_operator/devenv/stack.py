@@ -149,6 +149,7 @@ class OperatorProcess:
             "GOLEM_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "GOLEM_OPERATOR_HEALTH_PORT": str(self.health_port),
             "GOLEM_OPERATOR_STATUS_INTERVAL": "0.5",
+            "GOLEM_OPERATOR_BIND_ADDRESS": "127.0.0.1",
             **self.extra_env,
         }
         args = [sys.executable, "-m", "golem_operator.cli", "run", "--standalone"]

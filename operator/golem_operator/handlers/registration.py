@@ -47,7 +47,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
     if memo.get("metrics", True) and config.metrics_port:
-        metrics.serve(config.metrics_port)
+        metrics.serve(config.metrics_port, config.bind_address)
     kube = await Kube.connect()
     _state["engine"] = Engine(config, kube)
     engine().start()

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             priority=args.priority,
             namespaces=[] if clusterwide else namespaces,
             clusterwide=clusterwide,
-            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz"
+            liveness_endpoint=f"http://{config.bind_address}:{config.health_port}/healthz"
             if config.health_port
             else None,
             memo=kopf.Memo(config=config, metrics=not args.no_metrics, peering=args.peering),

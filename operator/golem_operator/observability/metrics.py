@@ -81,5 +81,5 @@ def forget_service(namespace: str, service: str) -> None:
         GLM_SPENT.remove(namespace, service)
 
 
-def serve(port: int) -> None:
-    start_http_server(port, addr="0.0.0.0", registry=REGISTRY)
+def serve(port: int, address: str = "0.0.0.0") -> None:
+    start_http_server(port, addr=address, registry=REGISTRY)
