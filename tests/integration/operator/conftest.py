@@ -15,7 +15,7 @@ from support.operator_harness import Service
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetProcess]:
     work = tmp_path_factory.mktemp("localnet")
     net = LocalNetProcess(work, config=HERE / "providers.yaml").start()
@@ -23,15 +23,27 @@ def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetProce
     net.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(
     control_plane: ControlPlane, localnet: LocalNetProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     work = tmp_path_factory.mktemp("operator")
-    proc = OperatorProcess(work, control_plane.kubeconfig, localnet.url, localnet.key_file).start()
+    # Only the namespaces these tests create (op-*): other suites run operators of their own,
+    # and GolemServices left by the API tests elsewhere must not rent this network's providers.
+    proc = OperatorProcess(
+        work, control_plane.kubeconfig, localnet.url, localnet.key_file, namespaces=["op-*"]
+    ).start()
     yield proc
     proc.stop()
     print(proc.log.read_text()[-5000:])
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> str:
+    """A fresh namespace that this package's operator watches (op-*)."""
+    name = f"op-{uuid.uuid4().hex[:10]}"
+    control_plane.kubectl_run("create", "namespace", name)
+    return name
 
 
 @pytest.fixture
@@ -51,7 +63,7 @@ def other_service(
     control_plane: ControlPlane, localnet: LocalNetProcess, operator: OperatorProcess
 ) -> Iterator[Service]:
     """A second service, in a namespace of its own."""
-    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    namespace = f"op-{uuid.uuid4().hex[:10]}"
     control_plane.kubectl_run("create", "namespace", namespace)
     svc = Service(control_plane, localnet, namespace, f"svc-{uuid.uuid4().hex[:6]}")
     yield svc
