@@ -8,15 +8,13 @@ instance's fault and never counts as a failure.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from golem_operator.api.status import Instance
-from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event, restart_allowed
 from golem_operator.golem import GolemError, GolemNotFound, GolemUnauthorized, GolemUnavailable
 from golem_operator.handlers import starting, uploads
-from golem_operator.requestor.scripts import ScriptTimeout, run_batch
+from golem_operator.requestor.scripts import run_script
 
 if TYPE_CHECKING:
     from golem_operator.handlers.service import ServiceWorker
@@ -103,23 +101,17 @@ async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None
         contents = await uploads.resolve(worker, list(script.commands))
     except uploads.UploadError as error:
         return False, str(error)
-    batch = compile_script(list(script.commands), contents)
-    failure = ""
     try:
-        outcomes = await run_batch(
-            client, instance.activity_id, batch, script.timeout_seconds, phase="run"
+        result, downloads = await run_script(
+            client,
+            instance.activity_id,
+            list(script.commands),
+            contents,
+            script.timeout_seconds,
+            "run",
         )
-    except ScriptTimeout as timeout:
-        outcomes, failure = timeout.outcomes, str(timeout)
-    except (GolemUnavailable, GolemUnauthorized):
-        raise
     except GolemNotFound:
         return None, "the activity is gone"
-    except GolemError as golem_error:
-        outcomes, failure = [], f"run script: {golem_error.message}"
-    result, downloads = summarize_results(
-        batch, outcomes, datetime.now(UTC).isoformat(timespec="seconds"), failure
-    )
     instance.last_run = result
     if downloads:
         instance.downloads = downloads

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from golem_operator.api.spec import parse_duration
 from golem_operator.api.status import Instance, Provider
 from golem_operator.core import transactions as tx
-from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
@@ -26,7 +25,7 @@ from golem_operator.golem import (
 )
 from golem_operator.handlers import uploads
 from golem_operator.requestor.market import NegotiationFailed
-from golem_operator.requestor.scripts import ScriptTimeout, run_batch
+from golem_operator.requestor.scripts import run_script
 
 if TYPE_CHECKING:
     from golem_operator.handlers.service import ServiceWorker
@@ -242,20 +241,13 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
     except uploads.UploadError as error:
         await fail_start(worker, instance, str(error))
         return
-    batch = compile_script(commands, contents)
-    timeout = spec.lifecycle.start.timeout_seconds
     try:
-        outcomes = await run_batch(client, activity_id, batch, timeout, phase="start")
-        failure = ""
-    except ScriptTimeout as timeout_error:
-        outcomes, failure = timeout_error.outcomes, str(timeout_error)
-    except (GolemUnavailable, GolemUnauthorized):
-        raise
-    except GolemError as golem_error:
-        outcomes, failure = [], f"start script: {golem_error.message}"
-    result, downloads = summarize_results(
-        batch, outcomes, now().isoformat(timespec="seconds"), failure
-    )
+        result, downloads = await run_script(
+            client, activity_id, commands, contents, spec.lifecycle.start.timeout_seconds, "start"
+        )
+    except GolemNotFound as gone:
+        await fail_start(worker, instance, f"start script failed: start script: {gone.message}")
+        return
     instance.last_run = result
     if downloads:
         instance.downloads = downloads

@@ -7,15 +7,13 @@ finishes the job.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from golem_operator.api.status import Instance
-from golem_operator.core.scripts import compile_script, summarize_results
 from golem_operator.core.states import Event
-from golem_operator.golem import GolemError, GolemUnauthorized, GolemUnavailable
+from golem_operator.golem import GolemNotFound
 from golem_operator.handlers import starting, uploads
-from golem_operator.requestor.scripts import ScriptTimeout, run_batch
+from golem_operator.requestor.scripts import run_script
 
 if TYPE_CHECKING:
     from golem_operator.handlers.service import ServiceWorker
@@ -28,27 +26,23 @@ async def stop(worker: ServiceWorker, instance: Instance) -> None:
     client = worker.daemon.client
     message = f"stopped ({instance.stopping_reason or 'requested'})"
     if instance.activity_id and script.commands:
-        error = ""
-        batch = compile_script([])
         try:
             contents = await uploads.resolve(worker, list(script.commands))
-            batch = compile_script(list(script.commands), contents)
-            outcomes = await run_batch(
-                client, instance.activity_id, batch, script.timeout_seconds, phase="stop"
+            result, _ = await run_script(
+                client,
+                instance.activity_id,
+                list(script.commands),
+                contents,
+                script.timeout_seconds,
+                "stop",
             )
+            stop_error = result.message if not result.success else ""
         except uploads.UploadError as upload_error:
-            outcomes, error = [], str(upload_error)
-        except ScriptTimeout as timeout:
-            outcomes, error = timeout.outcomes, str(timeout)
-        except (GolemUnavailable, GolemUnauthorized):
-            raise
-        except GolemError as golem_error:
-            outcomes, error = [], f"stop script: {golem_error.message}"
-        result, _ = summarize_results(
-            batch, outcomes, datetime.now(UTC).isoformat(timespec="seconds"), error
-        )
+            stop_error = str(upload_error)
+        except GolemNotFound as gone:
+            stop_error = f"stop script: {gone.message}"
         # lastRun keeps the run script's latest result; the stop script's shows in message.
-        if not result.success:
-            message += f"; stop script failed: {result.message}"
+        if stop_error:
+            message += f"; stop script failed: {stop_error}"
     await starting.release(worker, instance, reason=instance.stopping_reason or "stopped")
     worker.transition(instance, Event.STOP_FINISHED, message)

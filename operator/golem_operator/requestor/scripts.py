@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
-from golem_operator.core.scripts import Batch, CommandOutcome
+from golem_operator.api.spec import Command
+from golem_operator.api.status import Download, RunResult
+from golem_operator.core.scripts import Batch, CommandOutcome, compile_script, summarize_results
 from golem_operator.crashpoints import crashpoint
-from golem_operator.golem import GolemClient, GolemTimeout
+from golem_operator.golem import (
+    GolemClient,
+    GolemError,
+    GolemNotFound,
+    GolemTimeout,
+    GolemUnauthorized,
+    GolemUnavailable,
+)
 
 
 class ScriptTimeout(Exception):
@@ -62,3 +72,30 @@ async def run_batch(
         if finished or len(outcomes) >= len(batch.commands):
             return [outcomes[i] for i in sorted(outcomes)]
         await asyncio.sleep(0)
+
+
+async def run_script(
+    client: GolemClient,
+    activity_id: str,
+    commands: list[Command],
+    contents: dict[int, bytes],
+    timeout_seconds: float,
+    phase: str,
+) -> tuple[RunResult, list[Download]]:
+    """Compile, run and summarise one lifecycle script (start, run or stop).
+
+    A daemon outage or refused key and a gone activity (GolemNotFound) propagate: the caller
+    decides what they mean in its phase. Every other failure is in the returned result.
+    """
+    batch = compile_script(commands, contents)
+    failure = ""
+    try:
+        outcomes = await run_batch(client, activity_id, batch, timeout_seconds, phase=phase)
+    except ScriptTimeout as timeout:
+        outcomes, failure = timeout.outcomes, str(timeout)
+    except (GolemUnavailable, GolemUnauthorized, GolemNotFound):
+        raise
+    except GolemError as error:
+        outcomes, failure = [], f"{phase} script: {error.message}"
+    finished = datetime.now(UTC).isoformat(timespec="seconds")
+    return summarize_results(batch, outcomes, finished, failure)
