@@ -1469,6 +1469,7 @@ class Network:
                     "amount": fmt(i.amount),
                     "status": i.status,
                     "paidAmount": fmt(i.paid_now),
+                    "rejection": i.rejection,
                 }
                 for i in self.invoices.values()
             ],
