@@ -119,7 +119,7 @@ def _documents(audit: dict[str, Any], namespace: str, name: str, kind: str) -> l
 
 
 def _invoice_of(net: LocalNetProcess, provider: str, node: str) -> dict[str, Any] | None:
-    """The invoice (with its rejection, if any, as the audit shows it) of a node's agreement with a provider."""
+    """The invoice of a node's agreement with a provider (with its rejection, if any)."""
     audit = net.audit()
     agreements = [
         a["agreementId"]
