@@ -656,7 +656,7 @@ async def set_provider_faults(request: web.Request) -> web.Response:
     except ValidationError as error:
         raise ApiError(400, format_validation_error(error)) from None
     provider.set_faults(faults)
-    return _json({"provider": provider.name, "faults": faults.model_dump()})
+    return _json({"provider": provider.name, "faults": faults.model_dump(mode="json")})
 
 
 async def set_daemon_faults(request: web.Request) -> web.Response:
@@ -703,7 +703,7 @@ async def list_providers(request: web.Request) -> web.Response:
             {
                 "name": p.name,
                 "nodeId": p.node_id,
-                "faults": p.faults.model_dump(),
+                "faults": p.faults.model_dump(mode="json"),
                 "agreements": sorted(p.agreements),
                 "offer": p.offer_properties(),
             }
