@@ -38,10 +38,11 @@ DocumentKind = Literal["debit note", "invoice"]
 UNOWNED_WAIT = 600.0
 #: Documents handled at once per daemon.
 CONCURRENCY = 8
-#: Retry delays of one document (failures) and of a document waiting for its owner.
+#: Retry delays of one document (failures) and of one waiting for its owner (woken early
+#: when an agreement is registered).
 FIRST_RETRY = 0.5
 MAX_RETRY = 30.0
-OWNER_POLL = 1.0
+OWNER_POLL = 5.0
 
 
 @dataclass(frozen=True)
@@ -183,32 +184,47 @@ class PaymentProcessor:
         """Until the document is decided: every failure is logged and retried with backoff."""
         first_seen = time.monotonic()
         backoff = FIRST_RETRY
+        #: Its agreement, once fetched: while nobody can claim it, wait without fetching again.
+        agreement_id: str | None = None
         while doc_id not in self._done:
-            try:
-                async with self._limit:
-                    if await self._handle(kind, doc_id, time.monotonic() - first_seen):
+            waited = time.monotonic() - first_seen
+            if agreement_id is not None and not self._claimable(agreement_id, waited):
+                wait = OWNER_POLL
+            else:
+                try:
+                    async with self._limit:
+                        done, agreement_id = await self._handle(kind, doc_id, waited)
+                    if done:
                         return
-                wait = OWNER_POLL  # waiting for its owner
-            except asyncio.CancelledError:
-                raise
-            except GolemNotFound:
-                log.warning("%s %s is gone from the daemon; nothing to decide", kind, doc_id)
-                return
-            except Exception as error:  # a timeout, a 5xx, a bug: never the end of the document
-                metrics.PAYMENT_DOCUMENT_RETRIES.labels(kind).inc()
-                log.warning(
-                    "handling %s %s failed, retrying in %.1fs: %s: %s",
-                    kind,
-                    doc_id,
-                    backoff,
-                    type(error).__name__,
-                    error,
-                )
-                wait = backoff
-                backoff = next_backoff(backoff, cap=MAX_RETRY)
+                    wait = OWNER_POLL  # waiting for its owner
+                except asyncio.CancelledError:
+                    raise
+                except GolemNotFound:
+                    log.warning("%s %s is gone from the daemon; nothing to decide", kind, doc_id)
+                    return
+                except Exception as error:  # a timeout, a 5xx, a bug: never the end of it
+                    metrics.PAYMENT_DOCUMENT_RETRIES.labels(kind).inc()
+                    log.warning(
+                        "handling %s %s failed, retrying in %.1fs: %s: %s",
+                        kind,
+                        doc_id,
+                        backoff,
+                        type(error).__name__,
+                        error,
+                    )
+                    wait = backoff
+                    backoff = next_backoff(backoff, cap=MAX_RETRY)
             self._owner_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._owner_changed.wait(), wait)
+
+    def _claimable(self, agreement_id: str, waited: float) -> bool:
+        """Whether a document of this agreement can be decided (or recorded) now."""
+        return (
+            self.lookup(agreement_id) is not None
+            or agreement_id in self.retired
+            or waited >= self.unowned_wait
+        )
 
     async def _fetch(self, kind: DocumentKind, doc_id: str) -> tuple[Document, str]:
         if kind == "debit note":
@@ -217,8 +233,8 @@ class PaymentProcessor:
         invoice = await self.client.payment.get_invoice(doc_id)
         return Document(kind, doc_id, invoice.agreement_id, invoice.amount), invoice.status
 
-    async def _handle(self, kind: DocumentKind, doc_id: str, waited: float) -> bool:
-        """One attempt; True once the document is decided (or needs nothing more)."""
+    async def _handle(self, kind: DocumentKind, doc_id: str, waited: float) -> tuple[bool, str]:
+        """One attempt: (decided or needing nothing more, its agreement)."""
         failpoint("payment-document")
         doc, status = await self._fetch(kind, doc_id)
         owner = self.lookup(doc.agreement_id)
@@ -229,21 +245,20 @@ class PaymentProcessor:
             accepted = status in ("ACCEPTED", "SETTLED")
             if accepted or (status == "REJECTED" and kind == "invoice"):
                 if owner is None:
-                    if waited < self.unowned_wait and doc.agreement_id not in self.retired:
-                        return False
+                    if not self._claimable(doc.agreement_id, waited):
+                        return False, doc.agreement_id
                 else:
                     reason = "settled before the operator restarted"
                     await owner.paid(doc, Decision(accepted, reason))
             self._done.add(doc_id)
-            return True
+            return True, doc.agreement_id
         if owner is None:
-            retired = self.retired.get(doc.agreement_id)
-            if retired is None and waited < self.unowned_wait:
-                return False  # the owner may not be adopted yet: never pay blindly
-            await self._settle_unowned(doc, retired)
-            return True
+            if not self._claimable(doc.agreement_id, waited):
+                return False, doc.agreement_id  # its owner may not be adopted yet
+            await self._settle_unowned(doc, self.retired.get(doc.agreement_id))
+            return True, doc.agreement_id
         await self._settle(doc, owner)
-        return True
+        return True, doc.agreement_id
 
     async def _settle(self, doc: Document, owner: PaymentOwner) -> None:
         decision = owner.decide(doc)
