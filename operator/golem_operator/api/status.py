@@ -150,7 +150,8 @@ class Instance(_Status):
     )
     settled: bool = Field(
         False,
-        description="The agreement is terminated and its invoice accepted (or it never had one).",
+        description="The agreement is terminated and its invoice decided: accepted, or rejected "
+        "with the reason (a Warning Event); or it never had one. Never set for a missing invoice.",
     )
 
 
