@@ -17,7 +17,10 @@ from golem_operator.core import transactions as tx
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
+    GolemClient,
+    GolemConflict,
     GolemError,
+    GolemGone,
     GolemNotFound,
     GolemTimeout,
     GolemUnauthorized,
@@ -182,14 +185,17 @@ async def _wait_for_approval(worker: ServiceWorker, agreement_id: str) -> None:
 
 
 async def _abandon_pending(worker: ServiceWorker, instance: Instance) -> None:
-    """Drop an agreement that was never approved (nothing to pay)."""
+    """Drop an agreement that was never approved (nothing to pay).
+
+    The agreement is cancelled (or terminated, had the provider approved it meanwhile)
+    before its id leaves status: an error other than "already gone" propagates, the driver
+    retries with backoff and the instance keeps the id meanwhile.
+    """
     assert worker.daemon is not None
     if instance.agreement_id:
-        with contextlib.suppress(GolemError):
-            await worker.daemon.client.market.terminate_agreement(
-                instance.agreement_id,
-                {"message": "not needed", "golem.requestor.code": "Cancelled"},
-            )
+        await end_agreement(
+            worker.daemon.client, instance.agreement_id, "not needed", code="Cancelled"
+        )
         worker.daemon.unregister(instance.agreement_id)
     tx.release_golem_objects(instance)
     worker.writer.changed()
@@ -272,22 +278,58 @@ async def fail_start(
 
 
 async def release(worker: ServiceWorker, instance: Instance, reason: str) -> None:
-    """Destroy the activity and terminate the agreement, treating 'already gone' as done."""
+    """Destroy the activity and end the agreement; only "already gone" counts as done.
+
+    Any other answer (5xx, a timeout, the daemon down) propagates: the driver retries with
+    backoff and the instance stays in its state, its ids recorded, until the agreement ended.
+    An activity that cannot be destroyed (its provider stopped answering) is no reason to
+    wait when there is an agreement: ending the agreement ends its activities.
+    """
     assert worker.daemon is not None
     client = worker.daemon.client
     if instance.activity_id:
         try:
             await client.activity.destroy_activity(instance.activity_id, timeout=10.0)
-        except (GolemUnavailable, GolemUnauthorized):
-            raise
-        except GolemError:
-            pass  # gone already, or the provider stopped answering: the agreement ends anyway
-    if instance.agreement_id:
-        try:
-            await client.market.terminate_agreement(
-                instance.agreement_id, {"message": reason[:200], "golem.requestor.code": "Success"}
+        except ALREADY_GONE:
+            pass
+        except GolemError as error:
+            if not instance.agreement_id or isinstance(error, GolemUnauthorized):
+                raise
+            worker.log.info(
+                "instance %s: activity not destroyed (%s); ending its agreement ends it",
+                instance.name,
+                error,
             )
-        except (GolemUnavailable, GolemUnauthorized):
-            raise
-        except GolemError:
-            pass  # already terminated (by the provider or a previous attempt)
+    if instance.agreement_id:
+        await end_agreement(client, instance.agreement_id, reason, code="Success")
+
+
+#: Answers saying the object no longer exists or is already past the requested state.
+ALREADY_GONE = (GolemNotFound, GolemGone)
+
+
+async def end_agreement(client: GolemClient, agreement_id: str, reason: str, code: str) -> None:
+    """End an agreement in whatever state it is: terminate if approved, else cancel.
+
+    Returns once the daemon says it is ended (or never existed); raises on any other answer,
+    so that the caller keeps tracking it and retries. Terminate answers 409 for an agreement
+    still in Proposal or Pending state (cancel it then), cancel answers 410 once the provider
+    approved it (terminate it then).
+    """
+    body = {"message": reason[:200], "golem.requestor.code": code}
+    for _ in range(3):
+        try:
+            await client.market.terminate_agreement(agreement_id, body)
+            return
+        except ALREADY_GONE:
+            return
+        except GolemConflict:
+            pass  # not approved (yet): withdraw it
+        try:
+            await client.market.cancel_agreement(agreement_id, body)
+            return
+        except GolemNotFound:
+            return
+        except GolemGone:
+            continue  # approved meanwhile: terminate it
+    raise GolemConflict(f"agreement {agreement_id} changes state on every attempt to end it")
