@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from golem_operator.localnet.config import Faults, format_validation_error
+from golem_operator.localnet.config import DaemonFault, Faults, format_validation_error
 from golem_operator.localnet.events import EventLog, iso, parse_iso, stamp
 from golem_operator.localnet.network import (
     Activity,
@@ -82,6 +82,16 @@ def make_auth_middleware(app_key: str) -> Any:
         return await handler(request)
 
     return auth
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Injected daemon faults (config `daemon_faults`): answer their status instead."""
+    if not request.path.startswith(ADMIN):
+        fault = _net(request).daemon_fault(request.method, request.path)
+        if fault is not None:
+            return _json({"message": fault.message}, fault.status)
+    return await handler(request)
 
 
 @web.middleware
@@ -641,6 +651,31 @@ async def set_provider_faults(request: web.Request) -> web.Response:
     return _json({"provider": provider.name, "faults": faults.model_dump()})
 
 
+async def get_daemon_faults(request: web.Request) -> web.Response:
+    return _json(_daemon_faults_json(_net(request)))
+
+
+async def set_daemon_faults(request: web.Request) -> web.Response:
+    """PUT the whole list of daemon faults (an empty list clears them)."""
+    net = _net(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be a JSON list of daemon faults") from None
+    if not isinstance(body, list):
+        raise ApiError(400, "the body must be a JSON list of daemon faults")
+    try:
+        faults = [DaemonFault.model_validate(entry) for entry in body]
+    except ValidationError as error:
+        raise ApiError(400, format_validation_error(error)) from None
+    net.set_daemon_faults(faults)
+    return _json(_daemon_faults_json(net))
+
+
+def _daemon_faults_json(net: Network) -> list[dict[str, Any]]:
+    return [{**fault.model_dump(), "left": left[0]} for fault, left in net.daemon_faults]
+
+
 async def crash_activity(request: web.Request) -> web.Response:
     net = _net(request)
     activity = _admin_activity(request)
@@ -732,6 +767,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{ADMIN}/audit", audit)
     r.add_get(f"{ADMIN}/images", list_images)
     r.add_get(f"{ADMIN}/providers", list_providers)
+    r.add_get(f"{ADMIN}/daemon-faults", get_daemon_faults)
+    r.add_put(f"{ADMIN}/daemon-faults", set_daemon_faults)
     r.add_get(f"{ADMIN}/activities/{{activityId}}/files", read_activity_file)
     r.add_post(f"{ADMIN}/activities/{{activityId}}/crash", crash_activity)
     r.add_post(f"{ADMIN}/providers/{{name}}/faults", set_provider_faults)

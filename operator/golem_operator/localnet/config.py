@@ -118,6 +118,22 @@ class Limits(_Strict):
     max_commands_per_batch: int = Field(default=100, ge=1)
 
 
+class DaemonFault(_Strict):
+    """The daemon answers `status` to matching calls (an outage of one endpoint).
+
+    `path` is a glob over the request path (e.g. ``/market-api/v1/agreements/*/terminate``);
+    the fault fires `count` times (then is spent), or with `probability` on each call, or on
+    every call when neither is given. Admin paths (/_localnet) are never faulted.
+    """
+
+    path: str = Field(min_length=1)
+    method: str = Field(default="*", pattern=r"^(\*|GET|POST|PUT|DELETE|PATCH)$")
+    status: int = Field(default=500, ge=400, le=599)
+    count: int | None = Field(default=None, ge=1)
+    probability: float | None = Field(default=None, gt=0, le=1)
+    message: str = "injected daemon fault"
+
+
 class RequestorConfig(_Strict):
     name: str = "requestor"
     #: balance that allocations may reserve in total
@@ -137,6 +153,8 @@ class LocalNetConfig(_Strict):
     limits: Limits = Limits()
     images: list[ImageConfig] = []
     providers: list[ProviderConfig] = Field(default_factory=lambda: [ProviderConfig(count=2)])
+    #: endpoint faults of the daemon itself; the admin API (/_localnet/daemon-faults) sets them
+    daemon_faults: list[DaemonFault] = []
     #: where activity folders live; a fresh temporary folder when unset
     work_root: Path | None = None
 

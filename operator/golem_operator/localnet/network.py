@@ -11,9 +11,11 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import fnmatch
 import hashlib
 import json
 import logging
+import random
 import re
 import secrets
 import urllib.parse
@@ -26,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from golem_operator.localnet import constraints, pricing
-from golem_operator.localnet.config import Faults, ImageConfig, LocalNetConfig, ProviderSpec
+from golem_operator.localnet.config import (
+    DaemonFault,
+    Faults,
+    ImageConfig,
+    LocalNetConfig,
+    ProviderSpec,
+)
 from golem_operator.localnet.config import expand_providers as _expand
 from golem_operator.localnet.constraints import Expression
 from golem_operator.localnet.events import EventLog, EventQueue, iso, stamp
@@ -461,6 +469,9 @@ class Network:
         self.work_root = work_root
         self.requestor_id = "0x" + secrets.token_hex(20)
         self.providers = {spec.name: Provider(spec) for spec in _expand(config)}
+        #: Endpoint faults of the daemon, each with the times it still fires (None: unlimited).
+        self.daemon_faults: list[tuple[DaemonFault, list[int | None]]] = []
+        self.set_daemon_faults(list(config.daemon_faults))
         self.images: list[ImageConfig] = list(config.images)
         self.demands: dict[str, Demand] = {}
         self.proposals: dict[str, Proposal] = {}
@@ -486,6 +497,23 @@ class Network:
 
     def now(self) -> float:
         return self._loop.time()
+
+    def set_daemon_faults(self, faults: list[DaemonFault]) -> None:
+        self.daemon_faults = [(fault, [fault.count]) for fault in faults]
+
+    def daemon_fault(self, method: str, path: str) -> DaemonFault | None:
+        """The fault a call hits, if any (spending one of its counted answers)."""
+        for fault, left in self.daemon_faults:
+            if fault.method not in ("*", method) or not fnmatch.fnmatchcase(path, fault.path):
+                continue
+            if fault.probability is not None and random.random() >= fault.probability:
+                continue
+            if left[0] is not None:
+                if left[0] <= 0:
+                    continue
+                left[0] -= 1
+            return fault
+        return None
 
     async def close(self) -> None:
         for task in list(self._tasks):
