@@ -1,0 +1,83 @@
+"""kill -9 at random moments while a service scales: no agreement is left half-signed.
+
+Every agreement the operator creates is recorded in status before it is confirmed; one that
+a restart finds never approved (still a Proposal, or Pending and then not approved) is
+cancelled. After 25 kills, the convergence and the deletion, the local network's audit view
+must show no agreement of the service in Proposal or Pending state, and no open agreement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from reliability_support import (
+    DaemonGate,
+    delete_all,
+    gsvc_status,
+    ledger,
+    ledger_problems,
+    node_name,
+    restart_operator,
+    start_operator,
+    wait_for,
+)
+
+from golem_operator.devenv.controlplane import ControlPlane
+from golem_operator.devenv.stack import LocalNetProcess
+from support.operator_harness import simple_manifest
+
+KILLS = int(os.environ.get("GOLEM_TEST_KILLS", "25"))
+
+
+def test_kill_9_while_scaling_leaves_no_unconfirmed_agreement(
+    tmp_path: Path,
+    control_plane: ControlPlane,
+    rel_net: LocalNetProcess,
+    rel_gate: DaemonGate,
+    make_namespace: Callable[[], str],
+) -> None:
+    cp, namespace, name = control_plane, make_namespace(), "scaled"
+    rng = random.Random(os.environ.get("GOLEM_TEST_SEED", "kill-while-scaling"))
+    doc = simple_manifest(replicas=2, budget="5.0")
+    doc["metadata"] = {"name": name}
+    cp.kubectl_run("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+    operator = start_operator(tmp_path / "op", cp, rel_gate, rel_net, [namespace])
+    try:
+        for _ in range(KILLS):
+            replicas = rng.randint(0, 3)
+            cp.kubectl_run(
+                "patch", "-n", namespace, "gsvc", name, "--type=merge",
+                "-p", json.dumps({"spec": {"replicas": replicas}}),
+            )  # fmt: skip
+            time.sleep(rng.uniform(0.2, 4.0))
+            operator.kill()
+            restart_operator(operator)
+        cp.kubectl_run(
+            "patch", "-n", namespace, "gsvc", name, "--type=merge",
+            "-p", json.dumps({"spec": {"replicas": 2}}),
+        )  # fmt: skip
+
+        def converged() -> bool:
+            instances = gsvc_status(cp, namespace, name).get("instances", [])
+            return len([i for i in instances if i["state"] == "Running"]) == 2 and all(
+                i["state"] in ("Running", "Terminated") for i in instances
+            )
+
+        wait_for("2 Running after the kills", converged, 240)
+        status = gsvc_status(cp, namespace, name)
+        problems = ledger_problems(ledger(rel_net.audit(), namespace, name, status))
+        assert not problems, problems
+        delete_all(cp, namespace, 240)
+    finally:
+        operator.stop()
+    node = node_name(namespace, name)
+    mine = [a for a in rel_net.audit()["agreements"] if a.get("demandNodeName") == node]
+    assert mine, "the service signed no agreement"
+    unfinished = [a for a in mine if a["state"] in ("Proposal", "Pending")]
+    assert not unfinished, f"agreements never confirmed nor cancelled: {unfinished}"
+    assert not [a for a in mine if a["state"] == "Approved"], "open agreements after deletion"
