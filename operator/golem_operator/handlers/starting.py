@@ -8,6 +8,7 @@ id before executing anything on it.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from golem_operator.handlers.service import ServiceWorker
 
 
+log = logging.getLogger(__name__)
+
 #: How long a provider that failed a negotiation is skipped.
 NEGOTIATION_PAUSE = timedelta(seconds=30)
 
@@ -56,6 +59,12 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         # Recorded before a crash: adopt it if it got approved, else drop it.
         try:
             agreement = await market_api.get_agreement(instance.agreement_id)
+            if agreement.state == "Proposal":
+                # Recorded, then the operator stopped before confirming: finish the handshake
+                # (an unconfirmed agreement cannot be withdrawn, only left to expire).
+                with contextlib.suppress(GolemConflict):
+                    await market_api.confirm_agreement(instance.agreement_id)
+                agreement = await market_api.get_agreement(instance.agreement_id)
             if agreement.state == "Pending":
                 # Confirmed before the crash: the provider may still approve it, and an
                 # approved agreement must not be dropped unpaid (terminate fails on Pending).
@@ -309,12 +318,16 @@ ALREADY_GONE = (GolemNotFound, GolemGone)
 
 
 async def end_agreement(client: GolemClient, agreement_id: str, reason: str, code: str) -> None:
-    """End an agreement in whatever state it is: terminate if approved, else cancel.
+    """End an agreement in whatever state it is: terminate if approved, cancel if pending.
 
     Returns once the daemon says it is ended (or never existed); raises on any other answer,
     so that the caller keeps tracking it and retries. Terminate answers 409 for an agreement
-    still in Proposal or Pending state (cancel it then), cancel answers 410 once the provider
-    approved it (terminate it then).
+    still in Proposal or Pending state, cancel answers 410 once the provider approved it.
+
+    A Proposal (created, never confirmed) cannot be ended on yagna 0.17.6: cancel answers 500
+    (the provider never received it) and terminate 409 (tests/contract). It is inert — only
+    the requestor's confirm could send it to the provider — and expires at its validTo, so
+    it counts as ended here.
     """
     body = {"message": reason[:200], "golem.requestor.code": code}
     for _ in range(3):
@@ -324,7 +337,16 @@ async def end_agreement(client: GolemClient, agreement_id: str, reason: str, cod
         except ALREADY_GONE:
             return
         except GolemConflict:
-            pass  # not approved (yet): withdraw it
+            pass  # not approved (yet)
+        try:
+            state = (await client.market.get_agreement(agreement_id)).state
+        except GolemNotFound:
+            return
+        if state == "Proposal":
+            log.info("agreement %s was never confirmed: left to expire unsigned", agreement_id)
+            return
+        if state != "Pending":
+            continue  # approved (terminate it) or ended meanwhile (terminate says 410)
         try:
             await client.market.cancel_agreement(agreement_id, body)
             return
