@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from reliability_support import (
     DaemonGate,
     delete_all,
@@ -34,6 +35,10 @@ from golem_operator.devenv.stack import LocalNetProcess
 from support.operator_harness import simple_manifest
 
 KILLS = int(os.environ.get("GOLEM_TEST_KILLS", "25"))
+
+# Each round restarts the operator (a few seconds on a loaded machine), then convergence and
+# the deletion's invoice wait.
+pytestmark = pytest.mark.timeout(1500)
 
 
 def test_kill_9_while_scaling_leaves_no_unconfirmed_agreement(
