@@ -4,7 +4,8 @@ Every agreement the operator creates is recorded in status before it is confirme
 a restart finds unconfirmed (a Proposal) is confirmed, finishing the interrupted handshake
 (yagna cannot withdraw an unconfirmed agreement); one that stays Pending is cancelled.
 After 25 kills, the convergence and the deletion, the local network's audit view must show
-no agreement of the service in Proposal or Pending state, and no open agreement.
+no agreement of the service Pending or open, and none in Proposal state that status recorded
+(only a kill between creating and recording one can strand it, unconfirmed and inert).
 """
 
 from __future__ import annotations
@@ -83,8 +84,18 @@ def test_kill_9_while_scaling_leaves_no_unconfirmed_agreement(
     node = node_name(namespace, name)
     mine = [a for a in rel_net.audit()["agreements"] if a.get("demandNodeName") == node]
     assert mine, "the service signed no agreement"
-    unfinished = [a for a in mine if a["state"] in ("Proposal", "Pending")]
-    assert not unfinished, f"agreements never confirmed nor cancelled: {unfinished}"
+    pending = [a for a in mine if a["state"] == "Pending"]
+    assert not pending, f"confirmed agreements never decided nor cancelled: {pending}"
+    # A kill between creating an agreement and recording it (the status write) leaves an
+    # unconfirmed one that nobody knows: inert (only a confirm sends it to the provider) and
+    # impossible to withdraw on yagna 0.17.6. Every other one is confirmed or ended.
+    log = operator.log.read_text()
+    for agreement in (a for a in mine if a["state"] == "Proposal"):
+        agreement_id = agreement["agreementId"]
+        assert f"agreement {agreement_id} created" in log, agreement
+        assert f"agreement {agreement_id} recorded" not in log, (
+            f"a recorded agreement left unconfirmed: {agreement}"
+        )
     assert not [a for a in mine if a["state"] == "Approved"], "open agreements after deletion"
     problems = ledger_problems(ledger(rel_net.audit(), namespace, name, {}))
     assert not problems, problems

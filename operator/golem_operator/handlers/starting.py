@@ -149,7 +149,10 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         return
     finally:
         worker.reserved.pop(instance.name, None)
-    # Record before confirming: a crash from here on leaves an agreement status knows.
+    # Record before confirming: a crash from here on leaves an agreement status knows. One
+    # before the record leaves an unconfirmed agreement that nobody can confirm: inert, it
+    # expires at its validTo (yagna cannot withdraw it; see end_agreement).
+    worker.log.info("instance %s: agreement %s created", instance.name, draft.agreement_id)
     offer = choice.offer
     instance.agreement_id = draft.agreement_id
     instance.provider = Provider(id=offer.provider_id, name=offer.provider_name)
@@ -160,6 +163,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     worker.writer.changed()
     await worker.writer.flush()
     crashpoint("agreement-recorded")
+    worker.log.info("instance %s: agreement %s recorded", instance.name, draft.agreement_id)
     try:
         await market_api.confirm_agreement(draft.agreement_id)
         await _wait_for_approval(worker, draft.agreement_id)
