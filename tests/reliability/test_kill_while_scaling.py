@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,19 @@ def test_kill_9_while_scaling_leaves_no_unconfirmed_agreement(
     doc["metadata"] = {"name": name}
     cp.kubectl_run("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
     operator = start_operator(tmp_path / "op", cp, rel_gate, rel_net, [namespace])
+    # Every agreement id status ever showed (a recorded one stays until a restart handles it).
+    seen: set[str] = set()
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            for instance in gsvc_status(cp, namespace, name).get("instances", []):
+                if instance.get("agreementId"):
+                    seen.add(instance["agreementId"])
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         for _ in range(KILLS):
             replicas = rng.randint(0, 3)
@@ -80,6 +94,8 @@ def test_kill_9_while_scaling_leaves_no_unconfirmed_agreement(
         assert not duplicate_agreements(gsvc_status(cp, namespace, name))
         delete_all(cp, namespace, 240)
     finally:
+        watching.set()
+        watcher.join(10)
         operator.stop()
     node = node_name(namespace, name)
     mine = [a for a in rel_net.audit()["agreements"] if a.get("demandNodeName") == node]
@@ -88,14 +104,10 @@ def test_kill_9_while_scaling_leaves_no_unconfirmed_agreement(
     assert not pending, f"confirmed agreements never decided nor cancelled: {pending}"
     # A kill between creating an agreement and recording it (the status write) leaves an
     # unconfirmed one that nobody knows: inert (only a confirm sends it to the provider) and
-    # impossible to withdraw on yagna 0.17.6. Every other one is confirmed or ended.
-    log = operator.log.read_text()
-    for agreement in (a for a in mine if a["state"] == "Proposal"):
-        agreement_id = agreement["agreementId"]
-        assert f"agreement {agreement_id} created" in log, agreement
-        assert f"agreement {agreement_id} recorded" not in log, (
-            f"a recorded agreement left unconfirmed: {agreement}"
-        )
+    # impossible to withdraw on yagna 0.17.6. One that status recorded is confirmed or ended.
+    stranded = [a for a in mine if a["state"] == "Proposal"]
+    recorded = [a for a in stranded if a["agreementId"] in seen]
+    assert not recorded, f"recorded agreements left unconfirmed: {recorded}"
     assert not [a for a in mine if a["state"] == "Approved"], "open agreements after deletion"
     problems = ledger_problems(ledger(rel_net.audit(), namespace, name, {}))
     assert not problems, problems
