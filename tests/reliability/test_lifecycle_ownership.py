@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ from support.operator_harness import ROOT, simple_manifest
 
 PEERING_CRDS = ROOT / "charts" / "golem-operator" / "charts" / "kopf-peering" / "crds"
 BEATS = "/golem/work/beats"
+GOLEM_CALLS = "golem_operator_golem_api_request_duration_seconds_count"
 
 
 def beating_manifest(replicas: int) -> dict[str, Any]:
@@ -141,19 +144,19 @@ def test_peering_handover(
     held = {i["agreementId"] for i in before}
 
     second = operators(namespace, "b", peering="gso", priority=200)
-    wait_for(
-        "A pausing",
-        lambda: "another operator is in charge" in first.log.read_text(),
-        60,
-    )
-    wait_for(
-        "B in charge",
-        lambda: "this operator is in charge" in second.log.read_text(),
-        60,
-    )
-    # From now on A neither calls Golem nor writes status.
-    time.sleep(2)
-    calls = metric_sum(first.metrics(), "golem_operator_golem_api_request_duration_seconds_count")
+
+    def golem_calls() -> float:
+        return metric_sum(first.metrics(), GOLEM_CALLS)
+
+    def first_quiet() -> bool:
+        # A's two instances run their script every second: any call from A shows within 4 s.
+        before = golem_calls()
+        time.sleep(4)
+        return golem_calls() == before
+
+    wait_for("A to stop calling Golem", first_quiet, 90)
+    assert second.proc is not None and second.proc.poll() is None
+    calls = golem_calls()
     patches = metric_sum(first.metrics(), "golem_operator_status_patches_total", name)
     # B adopts what status records: the same agreements, running scripts again.
     after = wait_for("2 Running under B", lambda: running(cp, namespace, name, 2), 90)
@@ -172,10 +175,7 @@ def test_peering_handover(
         "patch", "-n", namespace, "gsvc", name, "--type=merge", "-p", '{"spec":{"replicas":3}}'
     )
     wait_for("3 Running under B", lambda: running(cp, namespace, name, 3), 150)
-    assert (
-        metric_sum(first.metrics(), "golem_operator_golem_api_request_duration_seconds_count")
-        == calls
-    ), "the paused operator called Golem"
+    assert golem_calls() == calls, "the paused operator called Golem"
     assert metric_sum(first.metrics(), "golem_operator_status_patches_total", name) == patches, (
         "the paused operator wrote status"
     )
@@ -184,10 +184,7 @@ def test_peering_handover(
     delete_all(cp, namespace, 180)
     ended = agreements(rel_net, namespace, name)
     assert {a["state"] for a in ended} == {"Terminated"}, ended
-    assert (
-        metric_sum(first.metrics(), "golem_operator_golem_api_request_duration_seconds_count")
-        == calls
-    )
+    assert golem_calls() == calls
 
 
 def test_object_gone_without_finalizer_is_settled(
@@ -197,15 +194,22 @@ def test_object_gone_without_finalizer_is_settled(
     operators: Callable[..., OperatorProcess],
 ) -> None:
     cp, namespace, name = control_plane, make_namespace(), "stripped"
-    operators(namespace, "op")
+    operator = operators(namespace, "op")
     apply(cp, namespace, name, beating_manifest(1))
     (old,) = wait_for("1 Running", lambda: running(cp, namespace, name, 1), 150)
     old_uid = uid(cp, namespace, name)
-    cp.kubectl_run(
-        "patch", "-n", namespace, "gsvc", name, "--type=json",
-        "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]',
-    )  # fmt: skip
-    cp.kubectl_run("delete", "-n", namespace, "gsvc", name, "--wait=true")
+    # Frozen meanwhile, the operator cannot put its finalizer back before the deletion: the
+    # object leaves the API server without any deletion handler running.
+    assert operator.proc is not None
+    os.killpg(operator.proc.pid, signal.SIGSTOP)
+    try:
+        cp.kubectl_run(
+            "patch", "-n", namespace, "gsvc", name, "--type=json",
+            "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]',
+        )  # fmt: skip
+        cp.kubectl_run("delete", "-n", namespace, "gsvc", name, "--wait=true", "--timeout=30s")
+    finally:
+        os.killpg(operator.proc.pid, signal.SIGCONT)
     # The same name again at once: a new object (new uid) with its own worker.
     apply(cp, namespace, name, beating_manifest(1))
     assert uid(cp, namespace, name) != old_uid
