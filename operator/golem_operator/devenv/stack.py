@@ -133,6 +133,9 @@ class OperatorProcess:
     metrics_port: int = 0
     health_port: int = 0
     starts: int = 0
+    #: kopf peering name and priority (standby replicas); standalone when None
+    peering: str | None = None
+    priority: int = 0
 
     @property
     def log(self) -> Path:
@@ -152,7 +155,11 @@ class OperatorProcess:
             "GOLEM_OPERATOR_BIND_ADDRESS": "127.0.0.1",
             **self.extra_env,
         }
-        args = [sys.executable, "-m", "golem_operator.cli", "run", "--standalone"]
+        args = [sys.executable, "-m", "golem_operator.cli", "run"]
+        if self.peering:
+            args += ["--peering", self.peering, "--priority", str(self.priority)]
+        else:
+            args.append("--standalone")
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
         if not self.namespaces:

@@ -68,6 +68,8 @@ class ServiceWorker:
         self.spec_error: str | None = None
         self.status = GolemServiceStatus.model_validate(body.get("status") or {})
         self.deleting = False
+        #: The object is gone (no finalizer ran): settling without writing status.
+        self.orphaned = False
         self.deleted = asyncio.Event()
         self.daemon: Daemon | None = None
         self.market: ServiceMarket | None = None
@@ -101,8 +103,31 @@ class ServiceWorker:
         self.writer.start()
         self._task = asyncio.create_task(self._main(), name=f"service-{self.namespace}/{self.name}")
 
+    def orphan(self, why: str) -> None:
+        """The object is gone (`why`): end and settle its Golem objects, write nothing more.
+
+        What the worker holds is known only to it now (the status it wrote is gone with the
+        object), so it is settled as a deletion would — stop scripts, terminations, invoices,
+        the allocation and demand released — rather than left open and untracked.
+        """
+        held = [i.agreement_id for i in self.status.instances if i.agreement_id and not i.settled]
+        self.log.warning(
+            "GolemService uid %s %s: stopping its instances and settling its agreements %s "
+            "as a deletion would",
+            self.uid,
+            why,
+            held,
+        )
+        self.orphaned = True
+        self.writer.gone = True
+        self.deleting = True
+        self.wake.set()
+
     async def close(self) -> None:
-        """Stop driving (operator shutdown): Golem objects stay, recorded in status."""
+        """Stop driving (operator shutdown or pause): Golem objects stay, recorded in status.
+
+        A closed worker can be started again (`start`): it re-adopts what its status holds.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,8 +137,10 @@ class ServiceWorker:
         for task in list(self.drivers.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.drivers.clear()
         if self.market is not None:
             await self.market.close(unsubscribe=False)
+            self.market = None
         await self.writer.close()
 
     def update(self, body: dict[str, Any]) -> None:
@@ -141,7 +168,7 @@ class ServiceWorker:
 
     async def _patch(self, body: dict[str, Any]) -> bool:
         metrics.STATUS_PATCHES.labels(self.namespace, self.name).inc()
-        return await self.engine.kube.patch_status(self.namespace, self.name, body)
+        return await self.engine.kube.patch_status(self.namespace, self.name, body, self.uid)
 
     # --- the reconcile loop ---------------------------------------------------------------
 
@@ -270,14 +297,16 @@ class ServiceWorker:
         # crash right after subscribing leaves a demand that status never recorded: withdraw
         # every demand published under this service's node name.
         stale = {self.status.demand_id} if self.status.demand_id else set()
-        with contextlib.suppress(GolemError):
-            stale |= {
-                d.demand_id
-                for d in await client.market.list_demands()
-                if d.properties.get("golem.node.id.name") == self.node_name
-            }
-        for demand_id in stale:
+        # A gone object's worker leaves alone the demands of a new object of the same name.
+        if not self.orphaned:
             with contextlib.suppress(GolemError):
+                stale |= {
+                    d.demand_id
+                    for d in await client.market.list_demands()
+                    if d.properties.get("golem.node.id.name") == self.node_name
+                }
+        for demand_id in stale:
+            with contextlib.suppress(GolemNotFound, GolemGone):
                 await client.market.unsubscribe_demand(demand_id)
         self.status.demand_id = None
         if not self.deleting:

@@ -99,7 +99,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     # yagna's error shape: a JSON object with a message.
     text = "Service temporarily unavailable" if fault.status == 503 else "Internal server error"
-    return _json({"message": f"{text} (injected fault)"}, fault.status)
+    return _json({"message": fault.message or f"{text} (injected fault)"}, fault.status)
 
 
 @web.middleware
@@ -660,11 +660,20 @@ async def set_provider_faults(request: web.Request) -> web.Response:
 
 
 async def set_daemon_faults(request: web.Request) -> web.Response:
-    """Replace every daemon fault: body `{"faults": [DaemonFault, ...]}` (empty clears)."""
+    """Replace every daemon fault (an empty list clears them).
+
+    The body is the list itself (PUT) or `{"faults": [DaemonFault, ...]}` (POST).
+    """
     net = _net(request)
-    body = await _admin_body(request)
     try:
-        faults = TypeAdapter(list[DaemonFault]).validate_python(body.get("faults", []))
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be JSON: a list of daemon faults") from None
+    entries = body.get("faults", []) if isinstance(body, dict) else body
+    if not isinstance(entries, list):
+        raise ApiError(400, "faults: a list of daemon faults is required")
+    try:
+        faults = TypeAdapter(list[DaemonFault]).validate_python(entries)
     except ValidationError as error:
         raise ApiError(400, "faults" + format_validation_error(error)) from None
     net.daemon_faults.replace(faults)
@@ -766,6 +775,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{ADMIN}/audit", audit)
     r.add_get(f"{ADMIN}/images", list_images)
     r.add_get(f"{ADMIN}/providers", list_providers)
+    r.add_put(f"{ADMIN}/daemon-faults", set_daemon_faults)
     r.add_get(f"{ADMIN}/activities/{{activityId}}/files", read_activity_file)
     r.add_post(f"{ADMIN}/activities/{{activityId}}/crash", crash_activity)
     r.add_post(f"{ADMIN}/providers/{{name}}/faults", set_provider_faults)

@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from golem_operator.localnet import constraints, pricing
-from golem_operator.localnet.config import Faults, ImageConfig, LocalNetConfig, ProviderSpec
+from golem_operator.localnet.config import (
+    Faults,
+    ImageConfig,
+    LocalNetConfig,
+    ProviderSpec,
+)
 from golem_operator.localnet.config import expand_providers as _expand
 from golem_operator.localnet.constraints import Expression
 from golem_operator.localnet.events import EventLog, EventQueue, iso, stamp
@@ -812,6 +817,14 @@ class Network:
     def cancel_agreement(self, agreement: Agreement, reason: dict[str, Any] | None) -> None:
         if agreement.state not in ("Proposal", "Pending"):
             raise ApiError(410, _transition(agreement.state, "Cancelled"))
+        if agreement.state == "Proposal":
+            # yagna 0.17.6 forwards the cancel to the provider, which never received an
+            # unconfirmed agreement: 500, and the agreement stays a Proposal until it expires.
+            raise ApiError(
+                500,
+                "Protocol error while approving: Remote failed to approve. "
+                f"Error: Agreement [P-{agreement.id}] not found.",
+            )
         agreement.reason = reason
         self._set_agreement_state(agreement, "Cancelled")
         moment = stamp()
