@@ -32,6 +32,32 @@ def task_package(spec: GolemServiceSpec) -> str:
     return f"tag:{image.tag}"
 
 
+#: Published expirations run this much past agreementDuration: a provider checks the expiration
+#: against its own clock when it answers, a moment after the requestor computed it, and refuses
+#: one ending less than its minimum (5 minutes) from then.
+EXPIRATION_SLACK = timedelta(seconds=30)
+
+#: Providers end an agreement on which no activity was created within 90 s of its approval
+#: (yagna's provider agent, NoActivity). The operator creates the activity at once; when a
+#: start reaches the activity later than this after approval (a restart or an outage in
+#: between), the agreement is ended as a failed start instead of racing the provider.
+ACTIVITY_WINDOW = timedelta(seconds=60)
+
+
+def agreement_end(spec: GolemServiceSpec, now: datetime) -> datetime:
+    """When an agreement negotiated now ends (its golem.srv.comp.expiration)."""
+    return now + parse_duration(spec.agreement_duration) + EXPIRATION_SLACK
+
+
+def activity_window_missed(
+    approved_at: str | None, now: datetime, window: timedelta = ACTIVITY_WINDOW
+) -> bool:
+    """Whether an approved agreement without an activity is too old to start one on."""
+    if approved_at is None:
+        return False
+    return now - datetime.fromisoformat(approved_at) > window
+
+
 def build_demand(
     spec: GolemServiceSpec,
     *,
@@ -43,7 +69,7 @@ def build_demand(
     """The demand for one service: payload, market and payment properties; LDAP constraints."""
     payload, market = spec.payload, spec.market
     platform = market.payment.platform
-    expiration = now + parse_duration(spec.agreement_duration)
+    expiration = agreement_end(spec, now)
     properties: dict[str, Any] = {
         "golem.node.id.name": node_name,
         "golem.node.debug.subnet": market.subnet_tag,

@@ -470,11 +470,21 @@ async def amend_allocation(request: web.Request) -> web.Response:
             total = parse_amount(body["totalAmount"])
         except ValueError as error:
             raise ApiError(400, f"Invalid totalAmount: {error}") from None
+        # yagna 0.17.6's words (amend_allocation_fields).
         if total < allocation.spent:
-            raise ApiError(400, "totalAmount below the spent amount")
+            raise ApiError(400, "New allocation would be smaller than the already spent amount")
+    timeout = body.get("timeout")
+    if isinstance(timeout, str):
+        try:
+            when = datetime.fromisoformat(timeout.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(400, f"Invalid timeout: {timeout!r}") from None
+        if when < stamp():
+            raise ApiError(400, "New allocation timeout is in the past")
+    if "totalAmount" in body:
         allocation.total = total
-    if isinstance(body.get("timeout"), str):
-        allocation.timeout = body["timeout"]
+    if isinstance(timeout, str):
+        allocation.timeout = timeout
     allocation.updated = stamp()
     return _json(allocation.to_json())
 
