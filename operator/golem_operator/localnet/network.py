@@ -796,11 +796,13 @@ class Network:
         if agreement.state == "Approved":
             await self.terminate_agreement(agreement, "Provider", {"message": message})
 
-    async def _end_if_idle(self, agreement: Agreement, timeout: float) -> None:
+    async def _end_if_idle(self, agreement: Agreement, idle_seconds: float) -> None:
         """The provider agent ends an agreement on which no activity started in time."""
-        await asyncio.sleep(timeout)
+        await asyncio.sleep(idle_seconds)
         if agreement.state == "Approved" and not agreement.activities:
-            await self.terminate_agreement(agreement, "Provider", rules.no_activity_reason(timeout))
+            await self.terminate_agreement(
+                agreement, "Provider", rules.no_activity_reason(idle_seconds)
+            )
 
     async def wait_for_approval(self, agreement: Agreement, wait_seconds: float) -> None:
         deadline = self.now() + wait_seconds

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from golem_operator.api.spec import GolemServiceSpec
 from golem_operator.core.market import (
+    EXPIRATION_SLACK,
     Choice,
     OfferView,
     Refusal,
@@ -147,7 +148,9 @@ def test_demand_properties_are_the_ones_the_daemon_accepted() -> None:
     assert set(props) == REFERENCE_PROPERTIES
     assert props["golem.node.id.name"] == "ns.web"
     assert props["golem.node.debug.subnet"] == "public"
-    assert props["golem.srv.comp.expiration"] == int((T0 + timedelta(hours=1)).timestamp()) * 1000
+    # agreementDuration plus the slack for the provider checking it a moment later.
+    expected_end = T0 + timedelta(hours=1) + EXPIRATION_SLACK
+    assert props["golem.srv.comp.expiration"] == int(expected_end.timestamp()) * 1000
     assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:"
     assert props["golem.srv.comp.vm.package_format"] == "gvmkit-squash"
     assert props["golem.com.payment.debit-notes.accept-timeout?"] == 240
@@ -199,7 +202,8 @@ def test_spec_values_flow_into_the_demand() -> None:
     result = demand(spec, now=T0)
     props, clauses = result.properties, operands(result.constraints)
     assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:"  # prefix not doubled
-    assert props["golem.srv.comp.expiration"] == int(T0.timestamp() + 5400) * 1000
+    slack = EXPIRATION_SLACK.total_seconds()
+    assert props["golem.srv.comp.expiration"] == int(T0.timestamp() + 5400 + slack) * 1000
     assert props["golem.node.debug.subnet"] == "devnet-beta"
     assert props["golem.com.payment.chosen-platform"] == "erc20-polygon-glm"
     assert props["golem.com.payment.platform.erc20-polygon-glm.address"] == ADDRESS
