@@ -44,6 +44,24 @@ EXPIRATION_SLACK = timedelta(seconds=30)
 ACTIVITY_WINDOW = timedelta(seconds=60)
 
 
+#: Providers end agreements longer than this whose terms lack a debit-note acceptance deadline,
+#: and require mid-agreement payments (a payment timeout) from NEEDS_PAYMENTS on.
+NEEDS_DEADLINE = timedelta(minutes=30)
+NEEDS_PAYMENTS = timedelta(hours=10)
+ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
+PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec?"
+
+
+def draft_problem(draft: dict[str, Any], duration: timedelta) -> str | None:
+    """What a provider's Draft lacks for an agreement this long, or None: the terms the
+    demand published must have survived the negotiation."""
+    if duration > NEEDS_DEADLINE and not draft.get(ACCEPT_TIMEOUT):
+        return f"the provider's terms drop {ACCEPT_TIMEOUT} (needed beyond 30m)"
+    if duration >= NEEDS_PAYMENTS and not draft.get(PAYMENT_TIMEOUT):
+        return f"the provider's terms drop {PAYMENT_TIMEOUT} (needed from 10h)"
+    return None
+
+
 def agreement_end(spec: GolemServiceSpec, now: datetime) -> datetime:
     """When an agreement negotiated now ends (its golem.srv.comp.expiration)."""
     return now + parse_duration(spec.agreement_duration) + EXPIRATION_SLACK

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from golem_operator.core.market import ACTIVITY_WINDOW, activity_window_missed
+from golem_operator.core.market import ACTIVITY_WINDOW, activity_window_missed, draft_problem
 from golem_operator.core.payments import (
     ALLOCATION_LIFETIME,
     allocation_mark,
@@ -97,3 +97,13 @@ def test_activity_window(age: timedelta | None, missed: bool) -> None:
     # Seconds precision of approvedAt: judged against the second it was recorded in.
     now = NOW.replace(microsecond=0)
     assert activity_window_missed(approved, now) is missed
+
+
+def test_a_draft_must_keep_the_terms_long_agreements_need() -> None:
+    deadline = {"golem.com.payment.debit-notes.accept-timeout?": 240}
+    both = {**deadline, "golem.com.scheme.payu.payment-timeout-sec?": 600}
+    assert draft_problem({}, timedelta(minutes=30)) is None
+    assert "accept-timeout" in (draft_problem({}, timedelta(minutes=31)) or "")
+    assert draft_problem(deadline, timedelta(hours=9)) is None
+    assert "payment-timeout" in (draft_problem(deadline, timedelta(hours=10)) or "")
+    assert draft_problem(both, timedelta(hours=10)) is None
