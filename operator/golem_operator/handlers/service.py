@@ -146,12 +146,7 @@ class ServiceWorker:
         return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
 
     def _snapshot(self) -> dict[str, Any]:
-        body = self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
-        # The status is merge-patched: a key left out would keep its old value, so the Golem
-        # objects given up are written as null (which removes them).
-        for key in _CLEARABLE:
-            body.setdefault(key, None)
-        return body
+        return self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
 
     async def _patch(self, body: dict[str, Any]) -> bool:
         metrics.STATUS_PATCHES.labels(self.namespace, self.name).inc()
@@ -792,10 +787,6 @@ class ServiceWorker:
         self._summarize()
         await self.writer.flush()
         return True
-
-
-#: Top-level status keys that may go from set to unset.
-_CLEARABLE = ("allocationId", "allocationPending", "allocationBudget", "demandId")
 
 
 def _platform_name(platform: object) -> str | None:
