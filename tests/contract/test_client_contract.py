@@ -321,6 +321,10 @@ async def test_allocations_are_listed_with_the_expiry_they_were_created_with(
             address=golem_daemon.requestor_id,
         )
         assert found == [created.allocation_id]
+        # afterTimestamp filters on the expiry: the year-ahead mark passes, the 1 h one not.
+        later = await client.payment.list_allocations(expiring_after=mark - timedelta(seconds=1))
+        assert created.allocation_id in {a.allocation_id for a in later}
+        assert other not in {a.allocation_id for a in later}
     finally:
         await client.payment.release_allocation(created.allocation_id)
         await client.payment.release_allocation(other)

@@ -120,9 +120,14 @@ class PaymentApi:
         )
         return parse_model(response, Allocation)
 
-    async def list_allocations(self) -> list[Allocation]:
-        """GET /allocations: the requestor's allocations that are not released."""
-        response = await self._requester.request("GET", f"{BASE}/allocations")
+    async def list_allocations(self, expiring_after: datetime | None = None) -> list[Allocation]:
+        """GET /allocations: the requestor's allocations that are not released.
+
+        `expiring_after` is sent as afterTimestamp, which yagna 0.17.6 compares with each
+        allocation's expiry (timeout), not its creation time.
+        """
+        params = {"afterTimestamp": wire_datetime(expiring_after)} if expiring_after else None
+        response = await self._requester.request("GET", f"{BASE}/allocations", params=params)
         return parse_adapted(response, _ALLOCATIONS, "list of allocations")
 
     async def amend_allocation(

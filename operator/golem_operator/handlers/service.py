@@ -296,7 +296,7 @@ class ServiceWorker:
         assert self.status.allocation_pending is not None
         client = self.daemon.client
         mark = datetime.fromisoformat(self.status.allocation_pending)
-        listed = await client.payment.list_allocations()
+        listed = await client.payment.list_allocations(expiring_after=mark - timedelta(seconds=1))
         found = find_marked(
             [
                 (a.allocation_id, a.timeout, _platform_name(a.payment_platform), a.address)

@@ -453,8 +453,17 @@ async def create_allocation(request: web.Request) -> web.Response:
 
 
 async def get_allocations(request: web.Request) -> web.Response:
+    # As yagna 0.17.6 lists them: live ones, least recently updated first; afterTimestamp
+    # compares with the allocation's expiry (not its creation), maxItems cuts the list.
     net = _net(request)
-    return _json([a.to_json() for a in net.allocations.values() if not a.released])
+    after = _after(request)
+    limit = _int_param(request, "maxItems", None)
+    live = sorted(
+        (a for a in net.allocations.values() if not a.released),
+        key=lambda a: a.updated or a.timestamp,
+    )
+    chosen = [a for a in live if after is None or a.expires > after]
+    return _json([a.to_json() for a in (chosen[:limit] if limit else chosen)])
 
 
 async def get_allocation(request: web.Request) -> web.Response:

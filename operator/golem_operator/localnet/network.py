@@ -29,7 +29,7 @@ from golem_operator.localnet import constraints, pricing, rules
 from golem_operator.localnet.config import Faults, ImageConfig, LocalNetConfig, ProviderSpec
 from golem_operator.localnet.config import expand_providers as _expand
 from golem_operator.localnet.constraints import Expression
-from golem_operator.localnet.events import EventLog, EventQueue, iso, stamp
+from golem_operator.localnet.events import EventLog, EventQueue, iso, parse_iso, stamp
 from golem_operator.localnet.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger(__name__)
@@ -390,6 +390,14 @@ class Allocation:
     @property
     def remaining(self) -> Decimal:
         return self.total - self.spent
+
+    @property
+    def expires(self) -> datetime:
+        """Its timeout; without one, ten years after creation (yagna's default)."""
+        if self.timeout is not None:
+            with contextlib.suppress(ValueError):
+                return parse_iso(self.timeout)
+        return self.timestamp + timedelta(days=3650)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
