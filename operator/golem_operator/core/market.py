@@ -67,6 +67,14 @@ def agreement_end(spec: GolemServiceSpec, now: datetime) -> datetime:
     return now + parse_duration(spec.agreement_duration) + EXPIRATION_SLACK
 
 
+def agreement_seconds(spec: GolemServiceSpec) -> Decimal:
+    """How long an agreement may be billed, in whole seconds: agreementDuration plus the
+    expiration slack (the most it could cost is priced over this)."""
+    return Decimal(
+        int((parse_duration(spec.agreement_duration) + EXPIRATION_SLACK).total_seconds())
+    )
+
+
 def activity_window_missed(
     approved_at: str | None, now: datetime, window: timedelta = ACTIVITY_WINDOW
 ) -> bool:
@@ -182,7 +190,7 @@ def evaluate_offer(
     violation = price_caps(spec).violation(price)
     if violation:
         return Refusal(offer, violation)
-    duration = Decimal(int(parse_duration(spec.agreement_duration).total_seconds()))
+    duration = agreement_seconds(spec)
     return Choice(offer, price, price.max_cost(duration))
 
 
@@ -202,7 +210,7 @@ def choose_offers(
 def next_instance_cost(spec: GolemServiceSpec, cheapest_seen: Decimal | None) -> Decimal:
     """The most one more instance could cost: from the caps, else the cheapest offer seen."""
     caps = price_caps(spec)
-    duration = Decimal(int(parse_duration(spec.agreement_duration).total_seconds()))
+    duration = agreement_seconds(spec)
     if caps.start is not None and caps.cpu_per_hour is not None and caps.env_per_hour is not None:
         # Threads are unknown until an offer arrives: count the minimum the payload asks for.
         threads = spec.payload.min_cpu_threads

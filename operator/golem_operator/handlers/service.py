@@ -25,6 +25,7 @@ from golem_operator.core import plan as planning
 from golem_operator.core import transactions as tx
 from golem_operator.core.market import (
     AVOID_FOR,
+    agreement_seconds,
     avoided_providers,
     build_demand,
     next_instance_cost,
@@ -528,7 +529,7 @@ class ServiceWorker:
     def budget(self) -> planning.Budget:
         assert self.spec is not None
         committed = Decimal(0)
-        duration = Decimal(int(parse_duration(self.spec.agreement_duration).total_seconds()))
+        duration = agreement_seconds(self.spec)
         for instance in self.status.instances:
             if instance.price is not None and not instance.settled:
                 most = LinearPrice.from_status(instance.price).max_cost(duration)
