@@ -20,6 +20,10 @@ GLM_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$"
 #: Durations as Kubernetes users write them: "90s", "15m", "2h", "1h30m".
 DURATION_PATTERN = r"^([0-9]{1,6}(h|m|s|ms))+$"
 
+#: Providers of the Golem network refuse agreements that end sooner than this from now
+#: (yagna's provider agent: min-agreement-expiration, 5 minutes).
+MIN_AGREEMENT_DURATION = "5m"
+
 GLMAmount = Annotated[str, StringConstraints(pattern=GLM_PATTERN, max_length=40)]
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
 ShortString = Annotated[str, StringConstraints(min_length=1, max_length=253)]
@@ -474,9 +478,16 @@ class GolemServiceSpec(_Model):
             ),
             (
                 "!has(self.agreementDuration) || "
-                "duration(self.agreementDuration) >= duration('30s')",
-                "agreementDuration must be at least 30s",
+                f"duration(self.agreementDuration) >= duration('{MIN_AGREEMENT_DURATION}')",
+                f"agreementDuration must be at least {MIN_AGREEMENT_DURATION} "
+                "(providers refuse shorter agreements)",
                 ".agreementDuration",
+            ),
+            (
+                "!has(self.renewBefore) || duration(self.renewBefore) < "
+                "duration(has(self.agreementDuration) ? self.agreementDuration : '1h')",
+                "renewBefore must be shorter than agreementDuration",
+                ".renewBefore",
             ),
         ),
     )
@@ -507,6 +518,14 @@ class GolemServiceSpec(_Model):
         description="How long each agreement lasts (e.g. 15m, 2h). Before it ends a "
         "replacement is started and the old instance stopped, so the replica count holds. "
         "(The SDK's `expiration`.)",
+    )
+    renew_before: Duration | None = Field(
+        None,
+        alias="renewBefore",
+        description="How long before an agreement ends its successor is started (e.g. 5m; "
+        "less than agreementDuration). Give it the time a start takes on the chosen providers "
+        "(a VM deploy can take minutes). Default: a fifth of agreementDuration, at least 10s "
+        "and at most 5m.",
     )
     market: Market = Field(
         default_factory=Market,

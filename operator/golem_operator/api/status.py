@@ -173,6 +173,17 @@ class GolemServiceStatus(_Status):
     allocation_id: str | None = Field(
         None, alias="allocationId", description="The payment allocation for the budget."
     )
+    allocation_pending: str | None = Field(
+        None,
+        alias="allocationPending",
+        description="An allocation being created: the expiry (RFC 3339, milliseconds) it "
+        "carries as its mark, so that one created just before a crash is found and adopted.",
+    )
+    allocation_budget: str | None = Field(
+        None,
+        alias="allocationBudget",
+        description="The spec.budget (GLM) the allocation was last sized for.",
+    )
     demand_id: str | None = Field(
         None, alias="demandId", description="The current market demand subscription."
     )

@@ -32,6 +32,58 @@ def task_package(spec: GolemServiceSpec) -> str:
     return f"tag:{image.tag}"
 
 
+#: Published expirations run this much past agreementDuration: a provider checks the expiration
+#: against its own clock when it answers, a moment after the requestor computed it, and refuses
+#: one ending less than its minimum (5 minutes) from then.
+EXPIRATION_SLACK = timedelta(seconds=30)
+
+#: Providers end an agreement on which no activity was created within 90 s of its approval
+#: (yagna's provider agent, NoActivity). The operator creates the activity at once; when a
+#: start reaches the activity later than this after approval (a restart or an outage in
+#: between), the agreement is ended as a failed start instead of racing the provider.
+ACTIVITY_WINDOW = timedelta(seconds=60)
+
+
+#: Providers end agreements longer than this whose terms lack a debit-note acceptance deadline,
+#: and require mid-agreement payments (a payment timeout) from NEEDS_PAYMENTS on.
+NEEDS_DEADLINE = timedelta(minutes=30)
+NEEDS_PAYMENTS = timedelta(hours=10)
+ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
+PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec?"
+
+
+def draft_problem(draft: dict[str, Any], duration: timedelta) -> str | None:
+    """What a provider's Draft lacks for an agreement this long, or None: the terms the
+    demand published must have survived the negotiation."""
+    if duration > NEEDS_DEADLINE and not draft.get(ACCEPT_TIMEOUT):
+        return f"the provider's terms drop {ACCEPT_TIMEOUT} (needed beyond 30m)"
+    if duration >= NEEDS_PAYMENTS and not draft.get(PAYMENT_TIMEOUT):
+        return f"the provider's terms drop {PAYMENT_TIMEOUT} (needed from 10h)"
+    return None
+
+
+def agreement_end(spec: GolemServiceSpec, now: datetime) -> datetime:
+    """When an agreement negotiated now ends (its golem.srv.comp.expiration)."""
+    return now + parse_duration(spec.agreement_duration) + EXPIRATION_SLACK
+
+
+def agreement_seconds(spec: GolemServiceSpec) -> Decimal:
+    """How long an agreement may be billed, in whole seconds: agreementDuration plus the
+    expiration slack (the most it could cost is priced over this)."""
+    return Decimal(
+        int((parse_duration(spec.agreement_duration) + EXPIRATION_SLACK).total_seconds())
+    )
+
+
+def activity_window_missed(
+    approved_at: str | None, now: datetime, window: timedelta = ACTIVITY_WINDOW
+) -> bool:
+    """Whether an approved agreement without an activity is too old to start one on."""
+    if approved_at is None:
+        return False
+    return now - datetime.fromisoformat(approved_at) > window
+
+
 def build_demand(
     spec: GolemServiceSpec,
     *,
@@ -43,7 +95,7 @@ def build_demand(
     """The demand for one service: payload, market and payment properties; LDAP constraints."""
     payload, market = spec.payload, spec.market
     platform = market.payment.platform
-    expiration = now + parse_duration(spec.agreement_duration)
+    expiration = agreement_end(spec, now)
     properties: dict[str, Any] = {
         "golem.node.id.name": node_name,
         "golem.node.debug.subnet": market.subnet_tag,
@@ -138,7 +190,7 @@ def evaluate_offer(
     violation = price_caps(spec).violation(price)
     if violation:
         return Refusal(offer, violation)
-    duration = Decimal(int(parse_duration(spec.agreement_duration).total_seconds()))
+    duration = agreement_seconds(spec)
     return Choice(offer, price, price.max_cost(duration))
 
 
@@ -158,7 +210,7 @@ def choose_offers(
 def next_instance_cost(spec: GolemServiceSpec, cheapest_seen: Decimal | None) -> Decimal:
     """The most one more instance could cost: from the caps, else the cheapest offer seen."""
     caps = price_caps(spec)
-    duration = Decimal(int(parse_duration(spec.agreement_duration).total_seconds()))
+    duration = agreement_seconds(spec)
     if caps.start is not None and caps.cpu_per_hour is not None and caps.env_per_hour is not None:
         # Threads are unknown until an offer arrives: count the minimum the payload asks for.
         threads = spec.payload.min_cpu_threads

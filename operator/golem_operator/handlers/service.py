@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -24,11 +25,20 @@ from golem_operator.core import plan as planning
 from golem_operator.core import transactions as tx
 from golem_operator.core.market import (
     AVOID_FOR,
+    agreement_seconds,
     avoided_providers,
     build_demand,
     next_instance_cost,
 )
-from golem_operator.core.payments import LinearPrice, check_payable, life_seconds
+from golem_operator.core.payments import (
+    AllocationSize,
+    LinearPrice,
+    allocation_mark,
+    allocation_size,
+    check_payable,
+    find_marked,
+    life_seconds,
+)
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
@@ -226,6 +236,7 @@ class ServiceWorker:
         status = self.status
         return bool(
             status.allocation_id
+            or status.allocation_pending
             or status.demand_id
             or any(i.agreement_id or i.activity_id for i in status.instances)
         )
@@ -281,18 +292,12 @@ class ServiceWorker:
         if self.status.allocation_id:
             try:
                 await client.payment.get_allocation(self.status.allocation_id)
-            except GolemNotFound:
+            except (GolemNotFound, GolemGone):
                 self.status.allocation_id = None
-        if self.status.allocation_id is None and not self.deleting:
-            allocation = await client.payment.create_allocation(
-                self.spec.budget_glm - Decimal(self.status.spent),
-                self.spec.market.payment.platform,
-                self.daemon.address,
-                timeout=utcnow() + timedelta(days=365),
-            )
-            self.status.allocation_id = allocation.allocation_id
-            self.writer.changed()
-            await self.writer.flush()
+                self.status.allocation_budget = None
+        if self.status.allocation_id is None and self.status.allocation_pending:
+            await self._recover_allocation()
+        await self._ensure_allocation()
         # Events of an old subscription were consumed by the previous run: start afresh. A
         # crash right after subscribing leaves a demand that status never recorded: withdraw
         # every demand published under this service's node name.
@@ -313,6 +318,99 @@ class ServiceWorker:
             await self._subscribe()
         for instance in self.status.instances:
             self._ensure_driver(instance)
+
+    async def _recover_allocation(self) -> None:
+        """An allocation was being created when the operator stopped: find it by its mark,
+        adopt one and release any other (status never recorded them)."""
+        assert self.daemon is not None and self.spec is not None
+        assert self.status.allocation_pending is not None
+        client = self.daemon.client
+        mark = datetime.fromisoformat(self.status.allocation_pending)
+        listed = await client.payment.list_allocations(expiring_after=mark - timedelta(seconds=1))
+        found = find_marked(
+            [
+                (a.allocation_id, a.timeout, _platform_name(a.payment_platform), a.address)
+                for a in listed
+            ],
+            mark,
+            platform=self.spec.market.payment.platform,
+            address=self.daemon.address,
+        )
+        if found and not self.deleting:
+            adopted, extra = found[0], found[1:]
+            self.status.allocation_id = adopted
+            self.status.allocation_budget = None  # its size is checked against the budget next
+            self.log.info("adopted allocation %s created before a restart", adopted)
+            self.engine.kube.event_soon(
+                self.ref, "AllocationAdopted", f"allocation {adopted} created before a restart"
+            )
+        else:
+            extra = found
+        for allocation_id in extra:
+            with contextlib.suppress(GolemNotFound, GolemGone):
+                await client.payment.release_allocation(allocation_id)
+            self.log.info("released allocation %s created before a restart", allocation_id)
+        self.status.allocation_pending = None
+        self.writer.changed()
+        await self.writer.flush()
+
+    async def _ensure_allocation(self) -> None:
+        """One allocation, sized to the budget: created when missing (its mark on record
+        first), amended when spec.budget changed since it was last sized."""
+        assert self.daemon is not None and self.spec is not None
+        if self.deleting:
+            return
+        client = self.daemon.client
+        if self.status.allocation_id is None:
+            mark = allocation_mark(utcnow(), secrets.randbelow(1000))
+            self.status.allocation_pending = mark.isoformat(timespec="milliseconds")
+            self.writer.changed()
+            await self.writer.flush()
+            size = self._allocation_size(Decimal(0))
+            allocation = await client.payment.create_allocation(
+                size.total,
+                self.spec.market.payment.platform,
+                self.daemon.address,
+                timeout=mark,
+            )
+            crashpoint("allocation-created")
+            self.status.allocation_id = allocation.allocation_id
+            self.status.allocation_budget = self.spec.budget
+            self.status.allocation_pending = None
+            self.writer.changed()
+            await self.writer.flush()
+            return
+        if self.status.allocation_budget == self.spec.budget:
+            return
+        budget = self.spec.budget
+        allocation = await client.payment.get_allocation(self.status.allocation_id)
+        size = self._allocation_size(allocation.spent_amount)
+        if size.total != allocation.total_amount:
+            await client.payment.amend_allocation(self.status.allocation_id, size.total)
+            self.log.info(
+                "allocation %s amended: %s -> %s GLM (budget %s GLM)",
+                self.status.allocation_id,
+                allocation.total_amount,
+                size.total,
+                budget,
+            )
+            self.engine.kube.event_soon(
+                self.ref,
+                "AllocationAmended",
+                f"allocation {allocation.total_amount.normalize()} -> "
+                f"{size.total.normalize()} GLM for budget {budget} GLM",
+            )
+        self.status.allocation_budget = budget
+        self.writer.changed()
+
+    def _allocation_size(self, allocation_spent: Decimal) -> AllocationSize:
+        budget = self.budget()
+        return allocation_size(
+            budget=budget.total,
+            spent=budget.spent,
+            committed=budget.committed,
+            allocation_spent=allocation_spent,
+        )
 
     async def _subscribe(self) -> None:
         assert self.daemon is not None and self.spec is not None
@@ -376,12 +474,15 @@ class ServiceWorker:
             await old.close(unsubscribe=False)
         if self.market is None and not self.deleting:
             await self._subscribe()
+        if not self.deleting:
+            await self._ensure_allocation()
         actions = planning.plan(
             replicas=spec.replicas,
             instances=self.status.instances,
             now=now,
             agreement_duration=parse_duration(spec.agreement_duration),
             budget=self.budget(),
+            renew_before=parse_duration(spec.renew_before) if spec.renew_before else None,
             deleting=self.deleting,
         )
         for action in actions:
@@ -426,6 +527,16 @@ class ServiceWorker:
                 self.log.warning("%s: %s", *tasks_problem)
                 self.engine.kube.event_soon(self.ref, *tasks_problem, warning=True)
             self.problem = tasks_problem
+        shortfall = self._allocation_size(Decimal(0)).shortfall
+        if shortfall > 0 and not self.deleting and daemon_problem is None:
+            budget = self.budget()
+            self.problem = (
+                "BudgetBelowCommitted",
+                f"spec.budget {spec.budget} GLM is below what was spent ({budget.spent.normalize()}"
+                f" GLM) plus what open agreements may still cost "
+                f"({budget.committed.normalize()} GLM): short by {shortfall.normalize()} GLM; "
+                "the allocation keeps what they may cost, no new instance starts",
+            )
         if self.start_blocked and not self.deleting:
             self.problem = ("UploadSourceInvalid", self.start_blocked)
         if self.spec_error:
@@ -455,7 +566,7 @@ class ServiceWorker:
     def budget(self) -> planning.Budget:
         assert self.spec is not None
         committed = Decimal(0)
-        duration = Decimal(int(parse_duration(self.spec.agreement_duration).total_seconds()))
+        duration = agreement_seconds(self.spec)
         for instance in self.status.instances:
             if instance.price is not None and not instance.settled:
                 most = LinearPrice.from_status(instance.price).max_cost(duration)
@@ -754,6 +865,16 @@ class ServiceWorker:
                 "allocation released",
             )
         )
+
+
+def _platform_name(platform: object) -> str | None:
+    """An allocation's payment platform as a name (the daemon lists it as a string)."""
+    if platform is None or isinstance(platform, str):
+        return platform
+    driver = getattr(platform, "driver", None)
+    network = getattr(platform, "network", None)
+    token = getattr(platform, "token", None)
+    return "-".join(str(p) for p in (driver, network, token) if p) or None
 
 
 class ConfigProblem(Exception):

@@ -12,9 +12,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from golem_operator.api.spec import parse_duration
 from golem_operator.api.status import Instance, Provider
 from golem_operator.core import transactions as tx
+from golem_operator.core.market import ACTIVITY_WINDOW, activity_window_missed, agreement_end
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
@@ -134,8 +134,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         await market.wait_for_offers(2.0)
         return
     choice = candidates[0]
-    duration = parse_duration(worker.spec_or_fail.agreement_duration)
-    valid_to = now() + duration
+    valid_to = agreement_end(worker.spec_or_fail, now())
     # Reserve the most it can cost while negotiating: instances negotiating at the same time
     # must not each see the whole budget free (the price is in status once it is signed).
     worker.reserved[instance.name] = choice.max_cost
@@ -235,6 +234,17 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
         )
         await fail_start(worker, instance, why, avoid=False)
         worker.activity_unknown.discard(instance.name)
+        return
+    if activity_window_missed(instance.approved_at, now()):
+        # The provider ends an agreement that has no activity soon after approval: starting
+        # now would race its termination. Not the provider's fault: it is not avoided.
+        await fail_start(
+            worker,
+            instance,
+            f"no activity within {int(ACTIVITY_WINDOW.total_seconds())}s of the agreement's "
+            "approval (providers end such agreements)",
+            avoid=False,
+        )
         return
     # Starting must be on record before an activity can exist: after a crash, a Starting
     # instance without an activity id is known to maybe own one, a Pending one never does.

@@ -471,8 +471,17 @@ async def create_allocation(request: web.Request) -> web.Response:
 
 
 async def get_allocations(request: web.Request) -> web.Response:
+    # As yagna 0.17.6 lists them: live ones, least recently updated first; afterTimestamp
+    # compares with the allocation's expiry (not its creation), maxItems cuts the list.
     net = _net(request)
-    return _json([a.to_json() for a in net.allocations.values() if not a.released])
+    after = _after(request)
+    limit = _int_param(request, "maxItems", None)
+    live = sorted(
+        (a for a in net.allocations.values() if not a.released),
+        key=lambda a: a.updated or a.timestamp,
+    )
+    chosen = [a for a in live if after is None or a.expires > after]
+    return _json([a.to_json() for a in (chosen[:limit] if limit else chosen)])
 
 
 async def get_allocation(request: web.Request) -> web.Response:
@@ -488,11 +497,21 @@ async def amend_allocation(request: web.Request) -> web.Response:
             total = parse_amount(body["totalAmount"])
         except ValueError as error:
             raise ApiError(400, f"Invalid totalAmount: {error}") from None
+        # yagna 0.17.6's words (amend_allocation_fields).
         if total < allocation.spent:
-            raise ApiError(400, "totalAmount below the spent amount")
+            raise ApiError(400, "New allocation would be smaller than the already spent amount")
+    timeout = body.get("timeout")
+    if isinstance(timeout, str):
+        try:
+            when = datetime.fromisoformat(timeout.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(400, f"Invalid timeout: {timeout!r}") from None
+        if when < stamp():
+            raise ApiError(400, "New allocation timeout is in the past")
+    if "totalAmount" in body:
         allocation.total = total
-    if isinstance(body.get("timeout"), str):
-        allocation.timeout = body["timeout"]
+    if isinstance(timeout, str):
+        allocation.timeout = timeout
     allocation.updated = stamp()
     return _json(allocation.to_json())
 

@@ -75,6 +75,9 @@ class Faults(_Strict):
     invoice_delay_seconds: float | None = Field(default=None, gt=0)
     #: GLM added to every invoice above what the usage costs (an overcharging provider)
     invoice_surcharge: Decimal = Field(default=Decimal(0), ge=0)
+    #: once it approves an agreement the provider is gone: it never answers again, so the
+    #: activity cannot be created on it (and it sends no invoice)
+    vanish_after_approval: bool = False
 
 
 class DaemonFault(_Strict):
@@ -145,6 +148,22 @@ class Limits(_Strict):
     max_commands_per_batch: int = Field(default=100, ge=1)
 
 
+class AgreementRules(_Strict):
+    """What every provider agent demands of an agreement, as yagna's provider agent does by
+    default (its negotiator and task manager); 0 turns a rule off."""
+
+    #: refuse a demand whose golem.srv.comp.expiration is less than this from now
+    min_expiration_seconds: float = Field(default=300.0, ge=0)
+    #: refuse one ending later than this from now unless it sets the debit-note acceptance
+    #: deadline (golem.com.payment.debit-notes.accept-timeout?)
+    max_expiration_without_deadline_seconds: float = Field(default=1800.0, ge=0)
+    #: refuse one ending this long from now or later unless it sets mid-agreement payments
+    #: (golem.com.scheme.payu.payment-timeout-sec?)
+    payment_timeout_required_seconds: float = Field(default=36000.0, ge=0)
+    #: terminate an approved agreement on which no activity was created within this long
+    idle_agreement_timeout_seconds: float = Field(default=90.0, ge=0)
+
+
 class RequestorConfig(_Strict):
     name: str = "requestor"
     #: balance that allocations may reserve in total
@@ -160,6 +179,7 @@ class LocalNetConfig(_Strict):
     #: how long a provider waits for a payable debit note to be accepted before it ends the
     #: agreement; only applies when the demand set golem.com.payment.debit-notes.accept-timeout?
     enforce_debit_note_acceptance: bool = True
+    agreement_rules: AgreementRules = AgreementRules()
     requestor: RequestorConfig = RequestorConfig()
     limits: Limits = Limits()
     images: list[ImageConfig] = []

@@ -25,16 +25,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from golem_operator.localnet import constraints, pricing
-from golem_operator.localnet.config import (
-    Faults,
-    ImageConfig,
-    LocalNetConfig,
-    ProviderSpec,
-)
+from golem_operator.localnet import constraints, pricing, rules
+from golem_operator.localnet.config import Faults, ImageConfig, LocalNetConfig, ProviderSpec
 from golem_operator.localnet.config import expand_providers as _expand
 from golem_operator.localnet.constraints import Expression
-from golem_operator.localnet.events import EventLog, EventQueue, iso, stamp
+from golem_operator.localnet.events import EventLog, EventQueue, iso, parse_iso, stamp
 from golem_operator.localnet.faults import DaemonFaults
 from golem_operator.localnet.sandbox import Sandbox, SandboxError
 
@@ -251,6 +246,8 @@ class Agreement:
     reason: dict[str, Any] | None = None
     terminated_date: datetime | None = None
     activities: list[str] = field(default_factory=list)
+    #: its provider vanished after approving it (fault): no activity, no invoice
+    vanished: bool = False
     paid: Decimal = Decimal(0)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     timers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -394,6 +391,14 @@ class Allocation:
     @property
     def remaining(self) -> Decimal:
         return self.total - self.spent
+
+    @property
+    def expires(self) -> datetime:
+        """Its timeout; without one, ten years after creation (yagna's default)."""
+        if self.timeout is not None:
+            with contextlib.suppress(ValueError):
+                return parse_iso(self.timeout)
+        return self.timestamp + timedelta(days=3650)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -649,6 +654,8 @@ class Network:
             problem = "Demand doesn't match the Offer constraints."
         elif chosen is not None and chosen != provider.spec.payment_platform:
             problem = f"Payment platform {chosen} is not supported."
+        else:
+            problem = rules.refusal(counter.properties, stamp(), self.config.agreement_rules)
         if problem is not None:
             counter.state = "Rejected"
             demand.events.append(
@@ -772,6 +779,12 @@ class Network:
                 "agreementId": agreement.id,
             },
         )
+        if provider.faults.vanish_after_approval:
+            agreement.vanished = True
+            return  # gone: no timers, no activity, no invoice
+        idle = self.config.agreement_rules.idle_agreement_timeout_seconds
+        if idle > 0:
+            agreement.timers.append(self.spawn(self._end_if_idle(agreement, idle)))
         after = provider.faults.terminate_agreement_after_seconds
         if after is not None:
             agreement.timers.append(
@@ -792,6 +805,14 @@ class Network:
         await asyncio.sleep(delay)
         if agreement.state == "Approved":
             await self.terminate_agreement(agreement, "Provider", {"message": message})
+
+    async def _end_if_idle(self, agreement: Agreement, idle_seconds: float) -> None:
+        """The provider agent ends an agreement on which no activity started in time."""
+        await asyncio.sleep(idle_seconds)
+        if agreement.state == "Approved" and not agreement.activities:
+            await self.terminate_agreement(
+                agreement, "Provider", rules.no_activity_reason(idle_seconds)
+            )
 
     async def wait_for_approval(self, agreement: Agreement, wait_seconds: float) -> None:
         deadline = self.now() + wait_seconds
@@ -856,7 +877,8 @@ class Network:
             await self.end_activity(
                 self.activities[activity_id], "Agreement terminated", error=None
             )
-        self._invoice_when_due(agreement)
+        if not agreement.vanished:
+            self._invoice_when_due(agreement)
         provider = agreement.provider
         provider.agreements.discard(agreement.id)
         self._reoffer(provider)
@@ -890,6 +912,13 @@ class Network:
                 f"Current state: {agreement.state}",
             )
         await agreement.provider.react()
+        if agreement.vanished:
+            # The provider no longer answers: the daemon gives up on reaching it.
+            raise ApiError(
+                500,
+                f"Service error: provider {agreement.provider.node_id} did not answer "
+                f"the activity creation for agreement {agreement_id}",
+            )
         activity_id = new_activity_id()
         activity = Activity(
             id=activity_id,

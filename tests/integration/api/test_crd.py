@@ -186,6 +186,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.agreementDuration",
     ),
     ("agreement too short", with_change("agreementDuration", "0s"), "spec.agreementDuration"),
+    (
+        "agreement shorter than providers take",
+        with_change("agreementDuration", "4m59s"),
+        "agreementDuration must be at least 5m",
+    ),
+    (
+        "renewal not before the end",
+        with_change("renewBefore", "1h"),  # agreementDuration defaults to 1h
+        "renewBefore must be shorter than agreementDuration",
+    ),
+    ("bad renewBefore", with_change("renewBefore", "soon"), "spec.renewBefore"),
     ("bad runtime", with_change("payload.runtime", "wasm"), "spec.payload.runtime"),
     ("negative memory", with_change("payload.minMemGib", -1), "spec.payload.minMemGib"),
     ("zero cpu threads", with_change("payload.minCpuThreads", 0), "spec.payload.minCpuThreads"),
