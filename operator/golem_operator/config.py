@@ -7,6 +7,7 @@ SecretStr: it never appears in reprs, logs or errors.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ class OperatorConfig:
     status_interval: float = 0.5
     #: Admin annotation honoured to drop the finalizer without settling on Golem.
     allow_force_delete: bool = True
+    #: Golem image registry resolving payload.image tags and hashes (a service's
+    #: payload.image.registry wins).
+    image_registry: str = "https://registry.golem.network"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -79,6 +83,11 @@ class OperatorConfig:
             raise ConfigError(
                 f"GOLEM_OPERATOR_STATUS_INTERVAL: expected seconds, got {interval_raw!r}"
             ) from None
+        registry = env.get("GOLEM_OPERATOR_IMAGE_REGISTRY", "").strip() or cls.image_registry
+        if not re.match(r"^https?://[^\s/?#]+(/\S*)?$", registry):
+            raise ConfigError(
+                f"GOLEM_OPERATOR_IMAGE_REGISTRY: expected an http(s) URL, got {registry!r}"
+            )
         return cls(
             golem_url=env.get("GOLEM_URL", cls.golem_url),
             golem_app_key=key,
@@ -89,4 +98,5 @@ class OperatorConfig:
             log_format=log_format,
             log_level=env.get("GOLEM_OPERATOR_LOG_LEVEL", "INFO").upper(),
             status_interval=interval,
+            image_registry=registry.rstrip("/"),
         )

@@ -16,6 +16,7 @@ from golem_operator.handlers.daemons import DaemonPool
 from golem_operator.handlers.kube import Kube
 from golem_operator.handlers.service import ServiceWorker
 from golem_operator.observability import metrics
+from golem_operator.requestor.images import ImageRegistry
 
 
 class Engine:
@@ -23,6 +24,7 @@ class Engine:
         self.config = config
         self.kube = kube
         self.daemons = DaemonPool()
+        self.images = ImageRegistry()
         self.workers: dict[tuple[str, str], ServiceWorker] = {}
         self.heartbeat = time.monotonic()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -78,6 +80,7 @@ class Engine:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
         await self.daemons.close()
+        await self.images.close()
         await self.kube.close()
 
 
