@@ -1,8 +1,9 @@
 """Demands and offer choice. Pure.
 
 Called by the service's market loop: ``build_demand`` turns a GolemService spec and its
-resolved image into the properties and constraints the official SDKs publish; ``choose_offers`` filters proposals by
-price caps, provider lists and avoided providers, cheapest first.
+resolved image into the properties and constraints the official SDKs publish;
+``choose_offers`` filters proposals by price caps, provider lists and avoided providers,
+cheapest first.
 """
 
 from __future__ import annotations
