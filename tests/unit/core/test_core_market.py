@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golem_operator.api.spec import GolemServiceSpec
+from golem_operator.core.images import ResolvedImage
 from golem_operator.core.market import (
     Choice,
     OfferView,
@@ -25,7 +26,6 @@ from golem_operator.core.market import (
     next_instance_cost,
     price_caps,
 )
-from golem_operator.core.images import ResolvedImage
 from golem_operator.core.payments import LinearPrice, PriceCaps
 
 D = Decimal
