@@ -124,7 +124,9 @@ class LocalNetProcess:
     def retag(self, tag: str, image_hash: str) -> None:
         """Point a registry tag at another of the network's images."""
         with self.client() as http:
-            http.post("/_localnet/images/tags", json={"tag": tag, "hash": image_hash}).raise_for_status()
+            http.post(
+                "/_localnet/images/tags", json={"tag": tag, "hash": image_hash}
+            ).raise_for_status()
 
     def crash(self, activity_id: str) -> None:
         with self.client() as http:

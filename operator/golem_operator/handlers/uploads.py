@@ -64,7 +64,9 @@ async def resolve(
         if command.upload is None:
             continue
         source = command.upload.source
-        where = f"{field}.commands[{index - offset}].upload.source"
+        where = (
+            f"{field}.commands[{index - offset}].upload.source (upload to {command.upload.path})"
+        )
         try:
             if source.inline is not None:
                 contents[index] = source.inline.encode()
@@ -76,7 +78,11 @@ async def resolve(
             elif source.secret_key_ref is not None:
                 ref = source.secret_key_ref
                 contents[index] = await read_secret(
-                    worker, ref.name, ref.key, f"{where}.secretKeyRef"
+                    worker,
+                    ref.name,
+                    ref.key,
+                    f"{field}.commands[{index - offset}].upload.source.secretKeyRef "
+                    f"(upload to {command.upload.path})",
                 )
         except UploadError:
             raise

@@ -108,7 +108,8 @@ class ImageCatalog:
         self.tags: dict[str, str] = {}
         for image in images:
             entry = ImageEntry(image.tag, image.path, package_bytes(image.path))
-            self.entries[entry.hash] = entry
+            # Two tags of one folder are one image (the first tag names it).
+            entry = self.entries.setdefault(entry.hash, entry)
             self.tags[image.tag] = entry.hash
         #: The server's base URL (set once it listens): download links point there.
         self.base_url = ""

@@ -1407,6 +1407,7 @@ class Network:
                     "paidAmount": fmt(a.paid),
                     # Which requestor node (the operator names it after the service) signed it.
                     "demandNodeName": a.demand_properties.get("golem.node.id.name"),
+                    "taskPackage": a.demand_properties.get(P_TASK_PACKAGE),
                 }
                 for a in self.agreements.values()
             ],
