@@ -25,12 +25,13 @@ MIN_FRAGMENT = 8
 def secret_forms(content: bytes) -> set[str]:
     """The strings under which ``content`` may appear in script output."""
     forms: set[str] = set()
-    candidates = {content, content.strip(), content.strip() + b"\n"}
-    for raw in candidates:
-        if not raw:
+    for raw in (content, content.strip()):
+        if raw:
+            forms.add(raw.decode("utf-8", "replace"))
+    # `echo "$VALUE" | base64` encodes the trimmed value plus a newline.
+    for raw in {content, content.strip(), content.strip() + b"\n"}:
+        if not raw.strip():
             continue
-        text = raw.decode("utf-8", "replace")
-        forms.add(text)
         encoded = base64.b64encode(raw).decode()
         forms.add(encoded)
         forms.add(encoded.rstrip("="))

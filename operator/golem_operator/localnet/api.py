@@ -235,8 +235,8 @@ def _agreement(request: web.Request, *, call: str = "get") -> Agreement:
                 500,
                 f"Failed to get Agreement [{agreement_id}]. Error: Invalid Agreement id: {problem}",
             )
-        lead = "Invalid agreement id." if call == "wait" else "Invalid Agreement id."
-        raise ApiError(400, f"{lead} {problem}")
+        prefix = "Invalid agreement id." if call == "wait" else "Invalid Agreement id."
+        raise ApiError(400, f"{prefix} {problem}")
     agreement = _net(request).agreements.get(agreement_id)
     if agreement is None:
         named = agreement_id if call in ("get", "terminate") else f"R-{agreement_id}"

@@ -33,7 +33,7 @@ SCENARIOS = [None, *VALUES_FILES]
 SCENARIO_IDS = ["default", *(p.stem for p in VALUES_FILES)]
 
 GS = "services.golem.network"
-#: What the operator does with the Kubernetes API, resource by resource (the lead's contract).
+#: What the operator does with the Kubernetes API, resource by resource (what RBAC must grant).
 NAMESPACED_GRANTS = {
     (GS, "golemservices", "get"),
     (GS, "golemservices", "list"),

@@ -34,6 +34,11 @@ def test_plain_trimmed_and_base64_forms_are_replaced() -> None:
         assert out.startswith("before ") and out.endswith(" after")
 
 
+def test_lines_around_the_secret_keep_their_newlines() -> None:
+    r = redactor(b"abc-secret-123")
+    assert r.text("abc-secret-123\nYWJjLXNlY3JldC0xMjMK\nnext\n") == f"{MARKER}\n{MARKER}\nnext\n"
+
+
 def test_wrapped_base64_lines_and_secret_lines_are_replaced() -> None:
     pem = b"-----BEGIN KEY-----\n" + b"A1b2C3d4" * 30 + b"\n-----END KEY-----\n"
     r = redactor(pem)
