@@ -61,9 +61,14 @@ class ImageQuery:
         return f'{self.field} "{self.value}"'
 
 
+#: Every field of spec.payload.image, always present in status.image.source: status is written
+#: as a JSON merge patch, which would keep a key that a smaller map left out.
+SOURCE_FIELDS = ("tag", "hash", "url", "registry")
+
+
 def image_source(image: Image) -> dict[str, str]:
-    """The spec's image as recorded in status.image.source."""
-    return {k: v for k, v in image.model_dump(exclude_none=True).items() if isinstance(v, str)}
+    """The spec's image as recorded in status.image.source ("" for an unset field)."""
+    return {name: getattr(image, name) or "" for name in SOURCE_FIELDS}
 
 
 def _bare_hash(value: str) -> str:

@@ -26,7 +26,12 @@ def test_a_tag_resolves_through_the_registry_to_hash_and_url(service: Service) -
     assert image["hash"] == expected["hash"]
     assert image["url"] == expected["url"]
     assert image["url"].startswith("http://127.0.0.1:")
-    assert image["source"] == {"tag": "golem/simple-service:latest"}
+    assert image["source"] == {
+        "tag": "golem/simple-service:latest",
+        "hash": "",
+        "url": "",
+        "registry": "",
+    }
     assert image["resolvedAt"]
     # The demand names the hash and the URL the provider downloaded and verified.
     assert packages(service) == {f"hash:sha3:{expected['hash']}:{expected['url']}"}

@@ -78,6 +78,17 @@ def test_a_recorded_resolution_is_reused_until_the_spec_image_changes() -> None:
     )
 
 
+def test_the_recorded_source_names_every_field_so_a_merge_patch_replaces_it() -> None:
+    assert image_source(image(tag="a/b:c")) == {
+        "tag": "a/b:c",
+        "hash": "",
+        "url": "",
+        "registry": "",
+    }
+    by_hash = image_source(image(hash=IMAGE_HASH, url="http://h/x"))
+    assert by_hash == {"tag": "", "hash": IMAGE_HASH, "url": "http://h/x", "registry": ""}
+
+
 def answer(**fields: object) -> str:
     return json.dumps(fields)
 
