@@ -71,6 +71,12 @@ def image_source(image: Image) -> dict[str, str]:
     return {name: getattr(image, name) or "" for name in SOURCE_FIELDS}
 
 
+def _same_source(recorded: dict[str, str], current: dict[str, str]) -> bool:
+    # A key left out (an older record) is an unset field.
+    keys = set(recorded) | set(current)
+    return all(recorded.get(k, "") == current.get(k, "") for k in keys)
+
+
 def _bare_hash(value: str) -> str:
     return value.removeprefix("sha3:")
 
@@ -79,7 +85,7 @@ def plan_image(
     image: Image, recorded: ImageStatus | None, default_registry: str
 ) -> ResolvedImage | ImageQuery:
     """The recorded image if the spec still names it; else the image itself or a registry query."""
-    if recorded is not None and recorded.source == image_source(image):
+    if recorded is not None and _same_source(recorded.source, image_source(image)):
         return ResolvedImage(recorded.hash, recorded.url)
     if image.url and image.hash:
         return ResolvedImage(_bare_hash(image.hash), image.url)

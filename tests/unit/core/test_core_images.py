@@ -9,7 +9,7 @@ import pytest
 from core_builders import IMAGE_HASH
 
 from golem_operator.api.spec import Image
-from golem_operator.api.status import GolemServiceStatus
+from golem_operator.api.status import GolemServiceStatus, ImageStatus
 from golem_operator.core import transactions as tx
 from golem_operator.core.images import (
     DEFAULT_REGISTRY,
@@ -87,6 +87,13 @@ def test_the_recorded_source_names_every_field_so_a_merge_patch_replaces_it() ->
     }
     by_hash = image_source(image(hash=IMAGE_HASH, url="http://h/x"))
     assert by_hash == {"tag": "", "hash": IMAGE_HASH, "url": "http://h/x", "registry": ""}
+
+
+def test_a_record_without_the_unset_fields_still_matches() -> None:
+    recorded = ImageStatus(
+        hash=IMAGE_HASH, url=LINK, resolved_at=T0.isoformat(), source={"tag": "golem/x:1"}
+    )
+    assert plan_image(image(tag="golem/x:1"), recorded, REGISTRY) == ResolvedImage(IMAGE_HASH, LINK)
 
 
 def answer(**fields: object) -> str:
