@@ -90,7 +90,9 @@ class ServiceWorker:
         #: Uploaded Secret content to keep out of status, Events and logs.
         self.redactor = Redactor()
         self._secrets_generation = -1
-        self.writer = StatusWriter(self._snapshot, self._patch, engine.config.status_interval)
+        self.writer = StatusWriter(
+            self._snapshot, self._patch, engine.config.status_interval, body.get("status") or {}
+        )
         self._task: asyncio.Task[None] | None = None
         self._terminated_at: dict[str, datetime] = {}
         #: Pending instances that found offers but none within the budget.
