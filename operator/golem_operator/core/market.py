@@ -1,8 +1,9 @@
 """Demands and offer choice. Pure.
 
-Called by the service's market loop: ``build_demand`` turns a GolemService spec into the
-properties and constraints the official SDKs publish; ``choose_offers`` filters proposals by
-price caps, provider lists and avoided providers, cheapest first.
+Called by the service's market loop: ``build_demand`` turns a GolemService spec and its
+resolved image into the properties and constraints the official SDKs publish;
+``choose_offers`` filters proposals by price caps, provider lists and avoided providers,
+cheapest first.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from golem_operator.api.spec import GolemServiceSpec, parse_duration
+from golem_operator.core.images import ResolvedImage
 from golem_operator.core.payments import LinearPrice, PriceCaps
 
 
@@ -20,16 +22,6 @@ from golem_operator.core.payments import LinearPrice, PriceCaps
 class DemandSpec:
     properties: dict[str, Any]
     constraints: str
-
-
-def task_package(spec: GolemServiceSpec) -> str:
-    image = spec.payload.image
-    if image.hash:
-        digest = image.hash.removeprefix("sha3:")
-        return f"hash:sha3:{digest}:{image.url or ''}"
-    if image.url:
-        return f"url:{image.url}"
-    return f"tag:{image.tag}"
 
 
 #: Published expirations run this much past agreementDuration: a provider checks the expiration
@@ -87,12 +79,17 @@ def activity_window_missed(
 def build_demand(
     spec: GolemServiceSpec,
     *,
+    image: ResolvedImage,
     now: datetime,
     node_name: str,
     requestor_address: str | None = None,
     decorations: tuple[dict[str, Any], list[str]] | None = None,
 ) -> DemandSpec:
-    """The demand for one service: payload, market and payment properties; LDAP constraints."""
+    """The demand for one service: payload, market and payment properties; LDAP constraints.
+
+    ``image`` is spec.payload.image resolved (core.images): the task package names its hash and
+    download URL, the only form a provider's exe-unit deploys.
+    """
     payload, market = spec.payload, spec.market
     platform = market.payment.platform
     expiration = agreement_end(spec, now)
@@ -100,7 +97,7 @@ def build_demand(
         "golem.node.id.name": node_name,
         "golem.node.debug.subnet": market.subnet_tag,
         "golem.srv.comp.expiration": int(expiration.timestamp() * 1000),
-        "golem.srv.comp.task_package": task_package(spec),
+        "golem.srv.comp.task_package": image.task_package,
         "golem.srv.comp.vm.package_format": "gvmkit-squash",
         "golem.com.payment.debit-notes.accept-timeout?": 240,
         "golem.com.payment.chosen-platform": platform,

@@ -33,6 +33,7 @@ from golem_operator.handlers.daemons import DaemonPool
 from golem_operator.handlers.kube import Kube
 from golem_operator.handlers.service import ServiceWorker
 from golem_operator.observability import metrics
+from golem_operator.requestor.images import ImageRegistry
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Engine:
         self.kube = kube
         self.peering = peering
         self.daemons = DaemonPool(unowned_wait=config.unowned_document_wait)
+        self.images = ImageRegistry()
         self.workers: dict[Key, ServiceWorker] = {}
         #: Workers of objects that are gone, settling their Golem objects.
         self.orphans: set[ServiceWorker] = set()
@@ -265,6 +267,7 @@ class Engine:
         self.workers.clear()
         self.orphans.clear()
         await self.daemons.close()
+        await self.images.close()
         await self.kube.close()
 
 

@@ -157,6 +157,15 @@ class Kube:
             raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key])
 
+    async def read_secret(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, str], dict[str, bytes]]:
+        """A Secret's labels and decoded data."""
+        secret = await self.core.read_namespaced_secret(name, namespace)
+        labels = dict(secret.metadata.labels or {}) if secret.metadata else {}
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return labels, data
+
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> bytes:
         cm = await self.core.read_namespaced_config_map(name, namespace)
         if cm.data and key in cm.data:

@@ -23,6 +23,13 @@ from golem_operator.api.status import GolemServiceStatus, Instance
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import plan as planning
 from golem_operator.core import transactions as tx
+from golem_operator.core.images import (
+    ImageQuery,
+    ImageResolutionError,
+    ResolvedImage,
+    image_source,
+    plan_image,
+)
 from golem_operator.core.market import (
     AVOID_FOR,
     agreement_seconds,
@@ -39,6 +46,7 @@ from golem_operator.core.payments import (
     find_marked,
     life_seconds,
 )
+from golem_operator.core.redaction import Redactor
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
@@ -48,7 +56,7 @@ from golem_operator.golem import (
     GolemUnauthorized,
     GolemUnavailable,
 )
-from golem_operator.handlers import running, starting, stopping
+from golem_operator.handlers import running, starting, stopping, uploads
 from golem_operator.handlers.daemons import Daemon
 from golem_operator.handlers.status import StatusWriter
 from golem_operator.observability import logs, metrics
@@ -59,6 +67,8 @@ if TYPE_CHECKING:
     from golem_operator.handlers.engine import Engine
 
 RECONCILE_PERIOD = 2.0
+#: Longest wait between two registry queries for an image that failed to resolve.
+IMAGE_RETRY_MAX = 60.0
 
 
 def utcnow() -> datetime:
@@ -87,6 +97,9 @@ class ServiceWorker:
         self.drivers: dict[str, asyncio.Task[None]] = {}
         self.stop_signals: dict[str, asyncio.Event] = {}
         self.wake = asyncio.Event()
+        #: Uploaded Secret content to keep out of status, Events and logs.
+        self.redactor = Redactor()
+        self._secrets_generation = -1
         self.writer = StatusWriter(
             self._snapshot, self._patch, engine.config.status_interval, body.get("status") or {}
         )
@@ -105,6 +118,9 @@ class ServiceWorker:
         self.start_blocked: str | None = None
         #: Budget held by instances negotiating right now (name -> most it could cost).
         self.reserved: dict[str, Decimal] = {}
+        self._demand_spec: GolemServiceSpec | None = None
+        #: The last failed registry query: (query, next try, backoff seconds, message).
+        self._image_retry: tuple[ImageQuery, datetime, float, str] | None = None
         self.update(body)
 
     # --- lifecycle of the worker itself ---------------------------------------------------
@@ -174,7 +190,14 @@ class ServiceWorker:
         return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
 
     def _snapshot(self) -> dict[str, Any]:
-        return self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        # The one way status leaves the operator: uploaded Secret content is replaced here.
+        body = self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        redacted: dict[str, Any] = self.redactor.tree(body)
+        return redacted
+
+    def post_event(self, reason: str, message: str, warning: bool = False) -> None:
+        """A Kubernetes Event about this service, without uploaded Secret content."""
+        self.engine.kube.event_soon(self.ref, reason, self.redactor.text(message), warning)
 
     async def _patch(self, body: dict[str, Any]) -> bool:
         metrics.STATUS_PATCHES.labels(self.namespace, self.name).inc()
@@ -242,9 +265,10 @@ class ServiceWorker:
         )
 
     def _set_problem(self, reason: str, message: str) -> None:
+        message = self.redactor.text(message)
         if self.problem != (reason, message):
             self.log.warning("%s: %s", reason, message)
-            self.engine.kube.event_soon(self.ref, reason, message, warning=True)
+            self.post_event(reason, message, warning=True)
         self.problem = (reason, message)
         metrics.RECONCILE_ERRORS.labels(self.namespace, self.name, reason).inc()
         self._summarize()
@@ -314,8 +338,7 @@ class ServiceWorker:
             with contextlib.suppress(GolemNotFound, GolemGone):
                 await client.market.unsubscribe_demand(demand_id)
         self.status.demand_id = None
-        if not self.deleting:
-            await self._subscribe()
+        # reconcile publishes the demand once the image is resolved.
         for instance in self.status.instances:
             self._ensure_driver(instance)
 
@@ -412,8 +435,44 @@ class ServiceWorker:
             allocation_spent=allocation_spent,
         )
 
+    async def _resolve_image(self) -> ResolvedImage:
+        """spec.payload.image as hash and URL: the recorded one while the spec names it still."""
+        assert self.spec is not None
+        image = self.spec.payload.image
+        planned = plan_image(image, self.status.image, self.engine.config.image_registry)
+        if isinstance(planned, ImageQuery):
+            now = utcnow()
+            retry = self._image_retry
+            if retry is not None and retry[0] == planned and now < retry[1]:
+                raise ConfigProblem("ImageResolutionFailed", retry[3])
+            try:
+                resolved = await self.engine.images.resolve(planned)
+            except ImageResolutionError as error:
+                # Asked again with backoff (the reconcile loop passes every few seconds).
+                delay = 1.0
+                if self._image_retry is not None and self._image_retry[0] == planned:
+                    delay = min(self._image_retry[2] * 2, IMAGE_RETRY_MAX)
+                self._image_retry = (planned, now + timedelta(seconds=delay), delay, str(error))
+                raise ConfigProblem("ImageResolutionFailed", str(error)) from None
+            self._image_retry = None
+            what = planned.describe()
+        else:
+            resolved = planned
+            what = "payload.image"
+        if tx.record_image(self.status, resolved, image_source(image), utcnow()):
+            self.engine.kube.event_soon(
+                self.ref,
+                "ImageResolved",
+                f"{what}: sha3 {resolved.hash} at {resolved.url}",
+            )
+            self.writer.changed()
+            # Recorded before any demand names it: renewals and restarts deploy these bits.
+            await self.writer.flush()
+        return resolved
+
     async def _subscribe(self) -> None:
         assert self.daemon is not None and self.spec is not None
+        image = await self._resolve_image()
         decorations = None
         if self.status.allocation_id:
             with contextlib.suppress(GolemError):
@@ -423,6 +482,7 @@ class ServiceWorker:
                 decorations = (deco.properties_dict(), list(deco.constraints))
         demand = build_demand(
             self.spec,
+            image=image,
             now=utcnow(),
             node_name=self.node_name,
             requestor_address=self.daemon.address,
@@ -460,20 +520,30 @@ class ServiceWorker:
         metrics.RECONCILES.labels(self.namespace, self.name).inc()
         spec = self.spec
         now = utcnow()
+        if self._secrets_generation != self.generation:
+            await uploads.remember_secrets(self)
+            self._secrets_generation = self.generation
         if not self.deleting and self.market is not None and self._demand_spec != spec:
             # Payload or market changed: publish a new demand; running instances stay.
             old = self.market
             self.market = None
             await old.close(unsubscribe=True)
-            await self._subscribe()
+            self.status.demand_id = None
+            self.writer.changed()
         if self.market is not None and not self.market.alive and not self.deleting:
             # The demand expired or vanished (e.g. a daemon restart): publish a new one.
             self.log.info("demand %s is gone; subscribing again", self.market.subscription_id)
             old = self.market
             self.market = None
             await old.close(unsubscribe=False)
+        image_problem: tuple[str, str] | None = None
         if self.market is None and not self.deleting:
-            await self._subscribe()
+            # No demand (hence no renting) until the image is resolved; the rest of the pass
+            # (scaling, stopping) goes on meanwhile.
+            try:
+                await self._subscribe()
+            except ConfigProblem as error:
+                image_problem = (error.reason, str(error))
         if not self.deleting:
             await self._ensure_allocation()
         actions = planning.plan(
@@ -537,6 +607,11 @@ class ServiceWorker:
                 f"({budget.committed.normalize()} GLM): short by {shortfall.normalize()} GLM; "
                 "the allocation keeps what they may cost, no new instance starts",
             )
+        if image_problem is not None:
+            if previous != image_problem:
+                self.log.warning("%s: %s", *image_problem)
+                self.engine.kube.event_soon(self.ref, *image_problem, warning=True)
+            self.problem = image_problem
         if self.start_blocked and not self.deleting:
             self.problem = ("UploadSourceInvalid", self.start_blocked)
         if self.spec_error:
@@ -666,9 +741,10 @@ class ServiceWorker:
         old, new = tx.transition(instance, event, self.spec_or_fail, utcnow(), message)
         metrics.TRANSITIONS.labels(self.namespace, self.name, event.value).inc()
         text = f"{instance.name}: {old.value} -> {new.value}" + (f": {message}" if message else "")
+        text = self.redactor.text(text)
         self.log.info(text)
         warning = event in (Event.START_FAILED, Event.RUN_FAILED, Event.ACTIVITY_LOST)
-        self.engine.kube.event_soon(self.ref, event.value, text, warning=warning)
+        self.post_event(event.value, text, warning=warning)
         self._summarize()
         self.wake.set()
 
@@ -718,7 +794,7 @@ class ServiceWorker:
         return load
 
     def event(self, instance: Instance, reason: str, message: str, warning: bool = False) -> None:
-        self.engine.kube.event_soon(self.ref, reason, f"{instance.name}: {message}", warning)
+        self.post_event(reason, f"{instance.name}: {message}", warning)
 
     def agreement_terminated(self, agreement_id: str, message: str) -> None:
         instance = self._by_agreement(agreement_id)

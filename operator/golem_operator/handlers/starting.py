@@ -90,7 +90,10 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     # An upload source that cannot be read (a missing Secret or key) would fail every start:
     # check before renting anything, rather than paying provider after provider.
     try:
-        await uploads.resolve(worker, worker.spec_or_fail.lifecycle.start.full_script())
+        await uploads.resolve(
+            worker,
+            *uploads.script_commands(worker.spec_or_fail.lifecycle.start, "lifecycle.start"),
+        )
     except uploads.UploadError as error:
         if not worker.spec_or_fail.respawn_unstarted_instances:
             worker.respawn(instance, Event.START_FAILED, f"start script: {error}")
@@ -264,9 +267,9 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
     instance.message = "running the start script"
     worker.writer.changed()
     await worker.writer.flush()
-    commands = spec.lifecycle.start.full_script()
+    commands, field, offset = uploads.script_commands(spec.lifecycle.start, "lifecycle.start")
     try:
-        contents = await uploads.resolve(worker, commands)
+        contents = await uploads.resolve(worker, commands, field, offset)
     except uploads.UploadError as error:
         await fail_start(worker, instance, str(error))
         return

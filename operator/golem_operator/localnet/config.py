@@ -6,7 +6,6 @@ pydantic; every error names the offending field, e.g. ``providers[1].prices.star
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -126,16 +125,13 @@ class ProviderConfig(_Strict):
 
 
 class ImageConfig(_Strict):
-    """A VM image: a local folder whose files appear at their absolute paths in the sandbox."""
+    """A VM image: a local folder whose files appear at their absolute paths in the sandbox.
+
+    Its hash is the sha3-224 of the folder's package (a deterministic tar), computed at start.
+    """
 
     tag: str = Field(min_length=1)
-    hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{56}$")
     path: Path
-
-    @property
-    def image_hash(self) -> str:
-        """The configured sha3-224 hex, or one derived from the tag."""
-        return self.hash or hashlib.sha3_224(self.tag.encode()).hexdigest()
 
 
 class Limits(_Strict):

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from golem_operator.localnet import constraints, pricing, rules
-from golem_operator.localnet.config import Faults, ImageConfig, LocalNetConfig, ProviderSpec
+from golem_operator.localnet.config import Faults, LocalNetConfig, ProviderSpec
 from golem_operator.localnet.config import expand_providers as _expand
 from golem_operator.localnet.constraints import Expression
 from golem_operator.localnet.events import EventLog, EventQueue, iso, parse_iso, stamp
 from golem_operator.localnet.faults import DaemonFaults
+from golem_operator.localnet.images import DeployError, ImageCatalog
 from golem_operator.localnet.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger(__name__)
@@ -472,7 +473,7 @@ class Network:
         self.work_root = work_root
         self.requestor_id = "0x" + secrets.token_hex(20)
         self.providers = {spec.name: Provider(spec) for spec in _expand(config)}
-        self.images: list[ImageConfig] = list(config.images)
+        self.images = ImageCatalog(list(config.images))
         self.demands: dict[str, Demand] = {}
         self.proposals: dict[str, Proposal] = {}
         self.agreements: dict[str, Agreement] = {}
@@ -1025,10 +1026,14 @@ class Network:
                 return CommandResult(index, ok=False, message=f"Can't deploy: {activity.state}")
             if faults.fail_deploy:
                 return CommandResult(index, ok=False, message="Deployment failed (injected fault)")
-            image = self.image_for(activity.agreement)
-            if image is None:
-                package = activity.agreement.demand_properties.get(P_TASK_PACKAGE)
-                return CommandResult(index, ok=False, message=f"Unknown image: {package}")
+            try:
+                image = await self.images.deploy(
+                    activity.agreement.demand_properties.get(P_TASK_PACKAGE)
+                )
+            except DeployError as error:
+                return CommandResult(index, ok=False, message=str(error))
+            if activity.state != "Initialized" or activity.terminated:
+                return CommandResult(index, ok=False, message=f"Can't deploy: {activity.state}")
             sandbox = Sandbox(image.path, activity.folder)
             await sandbox.start()
             activity.sandbox = sandbox
@@ -1127,18 +1132,6 @@ class Network:
             ok=False,
             message="Transfer failed: localnet supports data:->container: and container:->data:",
         )
-
-    def image_for(self, agreement: Agreement) -> ImageConfig | None:
-        package = agreement.demand_properties.get(P_TASK_PACKAGE)
-        if not isinstance(package, str):
-            return None
-        for image in self.images:
-            if package.startswith(f"hash:sha3:{image.image_hash}:") or package in (
-                f"hash:sha3:{image.image_hash}",
-                f"tag:{image.tag}",
-            ):
-                return image
-        return None
 
     async def results(
         self, activity: Activity, batch_id: str, wait_seconds: float, command_index: int | None
@@ -1473,6 +1466,7 @@ class Network:
                     "paidAmount": fmt(a.paid),
                     # Which requestor node (the operator names it after the service) signed it.
                     "demandNodeName": a.demand_properties.get("golem.node.id.name"),
+                    "taskPackage": a.demand_properties.get(P_TASK_PACKAGE),
                 }
                 for a in self.agreements.values()
             ],

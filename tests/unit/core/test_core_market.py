@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golem_operator.api.spec import GolemServiceSpec
+from golem_operator.core.images import ResolvedImage
 from golem_operator.core.market import (
     EXPIRATION_SLACK,
     Choice,
@@ -25,12 +26,13 @@ from golem_operator.core.market import (
     evaluate_offer,
     next_instance_cost,
     price_caps,
-    task_package,
 )
 from golem_operator.core.payments import LinearPrice, PriceCaps
 
 D = Decimal
 ADDRESS = "0x" + "12" * 20
+IMAGE_URL = "http://127.0.0.1:8000/download/" + IMAGE_HASH
+IMAGE = ResolvedImage(IMAGE_HASH, IMAGE_URL)
 
 # --- a small LDAP filter reader, to check the constraints' shape and meaning ------------------
 
@@ -138,7 +140,12 @@ REFERENCE_CONSTRAINTS = [
 
 
 def demand(spec: GolemServiceSpec | None = None, **kwargs: Any) -> Any:
-    options: dict[str, Any] = {"now": T0, "node_name": "ns.web", "requestor_address": ADDRESS}
+    options: dict[str, Any] = {
+        "now": T0,
+        "node_name": "ns.web",
+        "requestor_address": ADDRESS,
+        "image": IMAGE,
+    }
     options.update(kwargs)
     return build_demand(spec or make_spec(), **options)
 
@@ -151,7 +158,8 @@ def test_demand_properties_are_the_ones_the_daemon_accepted() -> None:
     # agreementDuration plus the slack for the provider checking it a moment later.
     expected_end = T0 + timedelta(hours=1) + EXPIRATION_SLACK
     assert props["golem.srv.comp.expiration"] == int(expected_end.timestamp()) * 1000
-    assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:"
+    # The only form a provider's exe-unit deploys: hash, then the URL it downloads.
+    assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:{IMAGE_URL}"
     assert props["golem.srv.comp.vm.package_format"] == "gvmkit-squash"
     assert props["golem.com.payment.debit-notes.accept-timeout?"] == 240
     assert props["golem.com.payment.chosen-platform"] == "erc20-holesky-tglm"
@@ -201,7 +209,7 @@ def test_spec_values_flow_into_the_demand() -> None:
     )
     result = demand(spec, now=T0)
     props, clauses = result.properties, operands(result.constraints)
-    assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:"  # prefix not doubled
+    assert props["golem.srv.comp.task_package"] == IMAGE.task_package
     slack = EXPIRATION_SLACK.total_seconds()
     assert props["golem.srv.comp.expiration"] == int(T0.timestamp() + 5400 + slack) * 1000
     assert props["golem.node.debug.subnet"] == "devnet-beta"
@@ -243,20 +251,6 @@ def test_no_address_property_without_a_requestor_address() -> None:
         "(golem.com.payment.platform.erc20-holesky-tglm.address=*)"
         in demand(requestor_address=None).constraints
     )
-
-
-@pytest.mark.parametrize(
-    ("image", "reference"),
-    [
-        ({"hash": IMAGE_HASH}, IMAGE_HASH),
-        ({"tag": "golem/alpine:latest"}, "golem/alpine:latest"),
-        ({"url": "http://127.0.0.1:8000/image.gvmi"}, "http://127.0.0.1:8000/image.gvmi"),
-    ],
-)
-def test_task_package_names_the_image(image: dict[str, str], reference: str) -> None:
-    package = task_package(make_spec(payload={"image": image}))
-    assert reference in package
-    assert package.split(":", 1)[0] in {"hash", "tag", "url"}
 
 
 def test_extra_properties_and_constraints_are_merged() -> None:
