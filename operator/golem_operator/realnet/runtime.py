@@ -138,14 +138,13 @@ def unpack_image(package: Path, image_dir: Path) -> int:
     Returns the number of regular files. The image's own `/golem/work` is dropped: the
     activity's writable volume is mounted there.
     """
-    root = image_dir.resolve()
     if image_dir.exists():
         shutil.rmtree(image_dir)
     image_dir.mkdir(parents=True)
     root = image_dir.resolve()
     files = 0
     try:
-        archive = tarfile.open(package)
+        archive = tarfile.open(package)  # noqa: SIM115 - closed by the with below
     except (tarfile.TarError, OSError) as err:
         raise SandboxError(f"the task package is not a tar image: {err}") from None
     with archive:
@@ -154,7 +153,9 @@ def unpack_image(package: Path, image_dir: Path) -> int:
                 continue
             if member.issym() and (
                 os.path.isabs(member.linkname)
-                or not _within(root, tarfile.TarInfo(str(Path(member.name).parent / member.linkname)))
+                or not _within(
+                    root, tarfile.TarInfo(str(Path(member.name).parent / member.linkname))
+                )
             ):
                 raise SandboxError(f"image member {member.name} links outside the image")
             if not _within(root, member) or member.name.startswith("/"):
@@ -212,7 +213,9 @@ def read_payload_pid(workdir: Path) -> int | None:
 def _test() -> int:
     missing = [tool for tool in ("bwrap", "nsenter", "sleep") if shutil.which(tool) is None]
     if missing:
-        print(f"missing tools: {', '.join(missing)} (Debian bubblewrap, util-linux)", file=sys.stderr)
+        print(
+            f"missing tools: {', '.join(missing)} (Debian bubblewrap, util-linux)", file=sys.stderr
+        )
         return 1
     print(json.dumps({"runtime": RUNTIME_NAME, "isolation": "bubblewrap"}))
     return 0
@@ -227,6 +230,11 @@ def _deploy(inv: Invocation) -> int:
     (inv.workdir / "work").mkdir(parents=True, exist_ok=True)
     print(json.dumps(deploy_result(f"deployed {files} files")))
     return 0
+
+
+def _settle(future: asyncio.Future[object]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _keep(workdir: Path, owner_pid: int, ready_fd: int) -> None:
@@ -245,18 +253,19 @@ async def _keep(workdir: Path, owner_pid: int, ready_fd: int) -> None:
     os.write(ready_fd, b"OK\n")
     os.close(ready_fd)
     loop = asyncio.get_running_loop()
-    owner_gone: asyncio.Future[None] = loop.create_future()
+    owner_gone: asyncio.Future[object] = loop.create_future()
     try:
         owner_fd = os.pidfd_open(owner_pid)
     except ProcessLookupError:
         owner_gone.set_result(None)
     else:
-        loop.add_reader(owner_fd, lambda: owner_gone.done() or owner_gone.set_result(None))
-    stop: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(owner_fd, _settle, owner_gone)
+    stop: asyncio.Future[object] = loop.create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
-    sandbox_dead = asyncio.ensure_future(sandbox.wait())
-    await asyncio.wait({owner_gone, stop, sandbox_dead}, return_when=asyncio.FIRST_COMPLETED)
+        loop.add_signal_handler(signum, _settle, stop)
+    sandbox_dead: asyncio.Future[object] = asyncio.ensure_future(sandbox.wait())
+    waits: set[asyncio.Future[object]] = {owner_gone, stop, sandbox_dead}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     await sandbox.kill()
     pid_file.unlink(missing_ok=True)
 
@@ -283,7 +292,7 @@ def _start(inv: Invocation) -> int:
         code = 0
         try:
             asyncio.run(_keep(workdir, owner, write_fd))
-        except BaseException:  # noqa: BLE001 - the keeper reports and exits, never returns
+        except BaseException:  # the keeper reports and exits, never returns
             import traceback
 
             traceback.print_exc()
@@ -310,7 +319,7 @@ def _run(inv: Invocation) -> int:
         print("run: nsenter is not installed", file=sys.stderr)
         return 1
     sys.stdout.flush()
-    os.execve(
+    os.execve(  # noqa: S606 - argv, no shell
         nsenter, enter_arguments(nsenter, pid, [inv.entrypoint, *inv.args]), command_environment()
     )
     return 127  # pragma: no cover - execve does not return

@@ -157,7 +157,13 @@ def test_deploy_start_run_in_a_sandbox_that_dies_with_its_exe_unit(tmp_path: Pat
 
     # exe-unit is the parent of `start`; a stand-in parent that outlives it
     owner = subprocess.Popen(
-        ["/bin/sh", "-c", '"$@"; echo started-rc=$?; exec sleep 600', "owner", *runtime_cmd(*common, "start", "--")],
+        [
+            "/bin/sh",
+            "-c",
+            '"$@"; echo started-rc=$?; exec sleep 600',
+            "owner",
+            *runtime_cmd(*common, "start", "--"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

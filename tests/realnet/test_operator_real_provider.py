@@ -1,0 +1,141 @@
+"""The operator, unchanged, against the real provider software (`make realnet-test`).
+
+examples/simple-service.yaml with one change: until image resolution lands, the payload names
+the image package the network serves on loopback through payload.properties
+(golem.srv.comp.task_package = hash:sha3:<hex>:<url>), since a tag alone gives exe-unit no URL
+to download. Everything else (demand, negotiation, exec, debit notes, invoices) is the real
+yagna 0.17.6, ya-provider and exe-unit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from golem_operator.devenv.controlplane import ControlPlane
+from golem_operator.devenv.stack import OperatorProcess
+from golem_operator.realnet.network import RealNetwork
+from support.operator_harness import ROOT, Service
+from support.realnet_audit import RealNetAudit
+
+pytestmark = pytest.mark.timeout(900)
+
+ACCEPT_TIMEOUT_S = 240  # golem.com.payment.debit-notes.accept-timeout? in the operator's demand
+
+
+def manifest(network: RealNetwork, **spec: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "simple-service.yaml").read_text())
+    image = network.image_packages["golem/simple-service:latest"]
+    doc["spec"]["payload"]["properties"] = {"golem.srv.comp.task_package": image.task_package}
+    doc["spec"]["lifecycle"]["run"]["intervalSeconds"] = 5
+    doc["spec"]["market"] = {"debitNoteIntervalSeconds": 15}
+    doc["spec"].update(spec)
+    return doc
+
+
+@pytest.fixture
+def service(control_plane: ControlPlane, operator: OperatorProcess, namespace: str) -> Service:
+    # Service's audit helpers read the local network; here `audit` reads the real yagna.
+    return Service(control_plane, None, namespace, "simple-service")  # type: ignore[arg-type]
+
+
+def observations(instance: dict[str, Any]) -> int:
+    """The run script prints the statistics of what the start script's simulator observed."""
+    last = instance.get("lastRun") or {}
+    if not last.get("success"):
+        return 0
+    lines = [line for line in str(last.get("stdout", "")).splitlines() if line.startswith("{")]
+    return int(json.loads(lines[-1])["count"]) if lines else 0
+
+
+def assert_settled(service: Service, audit: RealNetAudit, since: datetime) -> None:
+    """Every agreement terminated, exactly one accepted invoice each, debit notes accepted on
+    time, nothing rejected."""
+    agreements = service.seen_agreements
+    assert agreements
+    invoices = audit.invoices()
+    for agreement_id in agreements:
+        assert audit.agreement(agreement_id)["state"] == "Terminated", agreement_id
+        billed = [i for i in invoices if i["agreementId"] == agreement_id]
+        assert len(billed) == 1, (agreement_id, billed)
+        assert billed[0]["status"] in ("ACCEPTED", "SETTLED"), billed
+    notes = [n for n in audit.debit_notes() if n["agreementId"] in agreements]
+    assert notes, "no debit note arrived"
+    assert all(n["status"] in ("ACCEPTED", "SETTLED") for n in notes), notes
+    received: dict[str, datetime] = {}
+    accepted: dict[str, datetime] = {}
+    for event in audit.debit_note_events(since):
+        when = datetime.fromisoformat(event["eventDate"].replace("Z", "+00:00"))
+        kind = event["eventType"]
+        if kind == "DebitNoteReceivedEvent":
+            received[event["debitNoteId"]] = when
+        elif kind == "DebitNoteAcceptedEvent":
+            accepted[event["debitNoteId"]] = when
+    for note in notes:
+        note_id = note["debitNoteId"]
+        assert note_id in accepted, note
+        if note_id in received:
+            assert (accepted[note_id] - received[note_id]).total_seconds() < ACCEPT_TIMEOUT_S
+
+
+def test_simple_service_runs_scales_and_deletes_settled(
+    service: Service, real_network: RealNetwork, audit: RealNetAudit
+) -> None:
+    since = datetime.now(UTC)
+    applied = time.monotonic()
+    service.apply(manifest(real_network, replicas=1))
+    first = service.wait_running(1, timeout=240)[0]
+    running_after = time.monotonic() - applied
+    assert first["provider"]["id"] in real_network.provider_ids.values()
+    # The start script's simulator feeds what the run script reports.
+    service.wait(
+        "run output showing observations",
+        lambda: any(observations(i) > 0 for i in service.instances("Running")),
+        120,
+    )
+
+    service.cp.kubectl_run("scale", "-n", service.namespace, "gsvc", service.name, "--replicas=2")
+    both = service.wait_running(2, timeout=240)
+    assert {i["provider"]["id"] for i in both} == set(real_network.provider_ids.values())
+    # debit notes arrive at the negotiated cadence and are accepted
+    service.wait(
+        "debit notes accepted",
+        lambda: any(n["status"] == "ACCEPTED" for n in audit.debit_notes()),
+        120,
+    )
+
+    deleting = time.monotonic()
+    service.delete(wait=True, timeout=300)
+    deleted_after = time.monotonic() - deleting
+    assert_settled(service, audit, since)
+    print(f"figures: Running {running_after:.1f} s after apply; deletion {deleted_after:.1f} s")
+
+
+def test_expiring_agreement_is_renewed_on_the_real_provider(
+    service: Service, real_network: RealNetwork, audit: RealNetAudit
+) -> None:
+    since = datetime.now(UTC)
+    service.apply(manifest(real_network, replicas=1, agreementDuration="60s"))
+    first = service.wait_running(1, timeout=240)[0]
+
+    def renewed() -> Any:
+        running = service.instances("Running")
+        old = next(i for i in service.instances() if i["name"] == first["name"])
+        return (
+            old["state"] == "Terminated"
+            and len(running) == 1
+            and running[0].get("replaces") == first["name"]
+            and running
+        )
+
+    successor = service.wait("renewal", renewed, 240)[0]
+    assert successor["agreementId"] != first["agreementId"]
+    old = next(i for i in service.instances() if i["name"] == first["name"])
+    assert old["stoppingReason"] == "Superseded"
+    service.delete(wait=True, timeout=300)
+    assert_settled(service, audit, since)
