@@ -265,6 +265,21 @@ class RealNetwork:
             )
         return result.stdout
 
+    def _payment_init(self, env: Mapping[str, str], proc: _Proc, *role: str) -> None:
+        """`yagna payment init`, retried: the daemon answers on its GSB before its erc20
+        driver has bound (`endpoint address not found`)."""
+        deadline = time.monotonic() + 90
+        argv = [str(self.yagna), "payment", "init", *role, "--network", PAYMENT_NETWORK]
+        while True:
+            self._alive(proc)
+            try:
+                self._run(argv, env)
+                return
+            except RealNetworkError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(1)
+
     def _redact(self, text: str) -> str:
         for key in [self.requestor_key, *self._provider_keys.values()]:
             if key:
@@ -420,9 +435,7 @@ class RealNetwork:
             "requestor-yagna", [str(self.yagna), "service", "run", "--disable-metrics-push"], env
         )
         self.requestor_id = self._wait_identity(env, proc)
-        self._run(
-            [str(self.yagna), "payment", "init", "--sender", "--network", PAYMENT_NETWORK], env
-        )
+        self._payment_init(env, proc, "--sender")
         deadline = time.monotonic() + 60
         while True:
             self._alive(proc)
@@ -467,9 +480,7 @@ class RealNetwork:
             f"{spec.name}-yagna", [str(self.yagna), "service", "run", "--disable-metrics-push"], env
         )
         self.provider_ids[spec.name] = self._wait_identity(env, proc)
-        self._run(
-            [str(self.yagna), "payment", "init", "--receiver", "--network", PAYMENT_NETWORK], env
-        )
+        self._payment_init(env, proc, "--receiver")
         descriptors = self._runtime_wrapper()
         agent = self.workdir / spec.name / "agent"
         agent.mkdir(parents=True, exist_ok=True)
