@@ -53,10 +53,36 @@ def observations(instance: dict[str, Any]) -> int:
     return int(json.loads(lines[-1])["count"]) if lines else 0
 
 
-def assert_settled(service: Service, audit: RealNetAudit, since: datetime) -> None:
-    """Every agreement terminated, exactly one accepted invoice each, debit notes accepted on
-    time, nothing rejected."""
-    agreements = service.seen_agreements
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class DebitNoteWatch:
+    """When each debit note was first seen ACCEPTED (the requestor's yagna keeps no acceptance
+    time, and its debitNoteEvents carry only what the requestor received)."""
+
+    def __init__(self, audit: RealNetAudit) -> None:
+        self.audit = audit
+        self.accepted_seen: dict[str, datetime] = {}
+
+    def poll(self) -> list[Any]:
+        notes: list[Any] = self.audit.debit_notes()
+        now = datetime.now(UTC)
+        for note in notes:
+            if note["status"] in ("ACCEPTED", "SETTLED"):
+                self.accepted_seen.setdefault(note["debitNoteId"], now)
+        return notes
+
+
+def assert_settled(service: Service, watch: DebitNoteWatch, stop_requested: datetime) -> None:
+    """Every agreement terminated with exactly one accepted invoice; every debit note issued
+    before the stop was requested accepted within the accept timeout of its issue.
+
+    (A debit note the provider sends while the agreement is being terminated is superseded by
+    the invoice: ya-provider does not wait for its acceptance, so neither does the operator.)
+    """
+    audit = watch.audit
+    agreements = set(service.seen_agreements)
     assert agreements
     invoices = audit.invoices()
     for agreement_id in agreements:
@@ -64,29 +90,26 @@ def assert_settled(service: Service, audit: RealNetAudit, since: datetime) -> No
         billed = [i for i in invoices if i["agreementId"] == agreement_id]
         assert len(billed) == 1, (agreement_id, billed)
         assert billed[0]["status"] in ("ACCEPTED", "SETTLED"), billed
-    notes = [n for n in audit.debit_notes() if n["agreementId"] in agreements]
+    notes = [n for n in watch.poll() if n["agreementId"] in agreements]
+    summary = [(n["agreementId"][:8], n["timestamp"], n["status"]) for n in notes]
+    print(f"debit notes: {summary}; stop requested at {stop_requested.isoformat()}")
     assert notes, "no debit note arrived"
-    assert all(n["status"] in ("ACCEPTED", "SETTLED") for n in notes), notes
-    received: dict[str, datetime] = {}
-    accepted: dict[str, datetime] = {}
-    for event in audit.debit_note_events(since):
-        when = datetime.fromisoformat(event["eventDate"].replace("Z", "+00:00"))
-        kind = event["eventType"]
-        if kind == "DebitNoteReceivedEvent":
-            received[event["debitNoteId"]] = when
-        elif kind == "DebitNoteAcceptedEvent":
-            accepted[event["debitNoteId"]] = when
-    for note in notes:
-        note_id = note["debitNoteId"]
-        assert note_id in accepted, note
-        if note_id in received:
-            assert (accepted[note_id] - received[note_id]).total_seconds() < ACCEPT_TIMEOUT_S
+    assert not [n for n in notes if n["status"] == "REJECTED"], summary
+    before_stop = [n for n in notes if parse_time(n["timestamp"]) < stop_requested]
+    assert before_stop, summary
+    assert all(n["status"] in ("ACCEPTED", "SETTLED") for n in before_stop), summary
+    latencies = [
+        (watch.accepted_seen[n["debitNoteId"]] - parse_time(n["timestamp"])).total_seconds()
+        for n in before_stop
+    ]
+    print(f"figures: debit notes accepted within {max(latencies):.1f} s of issue (at most)")
+    assert max(latencies) < ACCEPT_TIMEOUT_S, latencies
 
 
 def test_simple_service_runs_scales_and_deletes_settled(
     service: Service, real_network: RealNetwork, audit: RealNetAudit
 ) -> None:
-    since = datetime.now(UTC)
+    watch = DebitNoteWatch(audit)
     applied = time.monotonic()
     service.apply(manifest(real_network, replicas=1))
     first = service.wait_running(1, timeout=240)[0]
@@ -102,28 +125,35 @@ def test_simple_service_runs_scales_and_deletes_settled(
     service.cp.kubectl_run("scale", "-n", service.namespace, "gsvc", service.name, "--replicas=2")
     both = service.wait_running(2, timeout=240)
     assert {i["provider"]["id"] for i in both} == set(real_network.provider_ids.values())
-    # debit notes arrive at the negotiated cadence and are accepted
-    service.wait(
-        "debit notes accepted",
-        lambda: any(n["status"] == "ACCEPTED" for n in audit.debit_notes()),
-        120,
-    )
+    # debit notes arrive at the negotiated cadence (15 s) and the operator accepts them
+    agreements = {i["agreementId"] for i in both}
 
+    def two_accepted_each() -> bool:
+        notes = watch.poll()
+        return all(
+            len([n for n in notes if n["agreementId"] == a and n["status"] == "ACCEPTED"]) >= 2
+            for a in agreements
+        )
+
+    service.wait("two accepted debit notes per agreement", two_accepted_each, 120)
+
+    stop_requested = datetime.now(UTC)
     deleting = time.monotonic()
     service.delete(wait=True, timeout=300)
     deleted_after = time.monotonic() - deleting
-    assert_settled(service, audit, since)
+    assert_settled(service, watch, stop_requested)
     print(f"figures: Running {running_after:.1f} s after apply; deletion {deleted_after:.1f} s")
 
 
 def test_expiring_agreement_is_renewed_on_the_real_provider(
     service: Service, real_network: RealNetwork, audit: RealNetAudit
 ) -> None:
-    since = datetime.now(UTC)
+    watch = DebitNoteWatch(audit)
     service.apply(manifest(real_network, replicas=1, agreementDuration="60s"))
     first = service.wait_running(1, timeout=240)[0]
 
     def renewed() -> Any:
+        watch.poll()
         running = service.instances("Running")
         old = next(i for i in service.instances() if i["name"] == first["name"])
         return (
@@ -137,5 +167,6 @@ def test_expiring_agreement_is_renewed_on_the_real_provider(
     assert successor["agreementId"] != first["agreementId"]
     old = next(i for i in service.instances() if i["name"] == first["name"])
     assert old["stoppingReason"] == "Superseded"
+    stop_requested = datetime.now(UTC)
     service.delete(wait=True, timeout=300)
-    assert_settled(service, audit, since)
+    assert_settled(service, watch, stop_requested)

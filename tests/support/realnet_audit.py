@@ -6,7 +6,6 @@ the requestor's key (yagna 0.17.6 market and payment APIs).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -34,13 +33,4 @@ class RealNetAudit:
 
     def debit_notes(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._get("/payment-api/v1/debitNotes")
-        return result
-
-    def debit_note_events(self, since: datetime) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get(
-            "/payment-api/v1/debitNoteEvents",
-            afterTimestamp=since.isoformat(),
-            timeout=1,
-            maxEvents=1000,
-        )
         return result
