@@ -47,5 +47,5 @@ def test_every_daemon_endpoint_is_on_loopback(tmp_path: Path) -> None:
 
 
 def test_missing_provider_binaries_say_how_to_build_them(tmp_path: Path) -> None:
-    with pytest.raises(RealNetworkError, match="build-yagna-provider.sh"):
+    with pytest.raises(RealNetworkError, match=r"build-yagna-provider\.sh"):
         network.check_binaries(tmp_path, tmp_path / "yagna")
