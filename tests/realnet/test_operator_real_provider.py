@@ -2,7 +2,8 @@
 
 examples/simple-service.yaml with one change: the payload names the image package the network
 serves on loopback by its hash and URL (payload.image {hash, url}: no registry runs offline), so
-the demand carries golem.srv.comp.task_package = hash:sha3:<hex>:<url>. Everything else (demand, negotiation, exec, debit notes, invoices) is the real
+the demand carries golem.srv.comp.task_package = hash:sha3:<hex>:<url>. Everything else
+(demand, negotiation, exec, debit notes, invoices) is the real
 yagna 0.17.6, ya-provider and exe-unit.
 """
 
