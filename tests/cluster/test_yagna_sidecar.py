@@ -1,0 +1,183 @@
+"""The chart's default mode: real yagna in the operator's pod, offline.
+
+yagna starts in the native sidecar, creates its app key and hands it over on the in-memory
+volume; the operator connects with it. The node's network and relay are kept on the pod's
+loopback (nothing on this machine serves Golem's relay), and the chain RPC is a stand-in inside
+the cluster (tests/support/yagna_fakechain.py as a pod behind a Service, found by its DNS name),
+so the payment driver sees funds: the operator's allocation is made and its demand published.
+That is as far as real yagna goes offline: with no relay and no providers no offer arrives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clusterkit import CHART, create_namespace, helm_values, ready_pod, wait_for
+
+from golem_operator.devenv.cluster import Cluster
+from support.operator_harness import simple_manifest
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
+
+RELEASE = "sidecar"
+RELEASE_NS = "golem-sidecar"
+WATCHED_NS = "svc-sidecar"
+FAKECHAIN = Path(__file__).resolve().parents[1] / "support" / "yagna_fakechain.py"
+FAKECHAIN_MAIN = (
+    "import yagna_fakechain as f; from aiohttp import web; "
+    "web.run_app(f.make_app(f.FakeChain()), host='0.0.0.0', port=8545, print=None)"
+)
+CHAIN_URL = f"http://fake-chain.{RELEASE_NS}.svc.cluster.local:8545"
+# yagna's relay and node network on the pod's loopback; every chain it knows at the stand-in.
+CHAINS = (
+    "MAINNET",
+    "GOERLI",
+    "HOLESKY",
+    "MUMBAI",
+    "POLYGON",
+    "AMOY",
+    "SEPOLIA",
+    "HOODI",
+    "RINKEBY",
+)
+OFFLINE_ENV = [
+    {"name": "YA_NET_TYPE", "value": "hybrid"},
+    {"name": "YA_NET_RELAY_HOST", "value": "127.0.0.1:7477"},
+    {"name": "YA_NET_BIND_URL", "value": "udp://127.0.0.1:11500"},
+    *({"name": f"{chain}_GETH_ADDR", "value": CHAIN_URL} for chain in CHAINS),
+    *(
+        {"name": f"{chain}_WRAPPER_CONTRACT_ADDRESS", "value": "0x" + "00" * 20}
+        for chain in ("HOLESKY", "HOODI", "POLYGON", "AMOY")
+    ),
+]
+
+
+def fake_chain(cluster: Cluster) -> list[dict[str, Any]]:
+    labels = {"app": "fake-chain"}
+    repository, tag = cluster.operator_image()
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "fake-chain", "namespace": RELEASE_NS},
+            "data": {"yagna_fakechain.py": FAKECHAIN.read_text()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "fake-chain", "namespace": RELEASE_NS, "labels": labels},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "chain",
+                        "image": f"{repository}:{tag}",
+                        "imagePullPolicy": "Never",
+                        "command": ["python3", "-c", FAKECHAIN_MAIN],
+                        "env": [{"name": "PYTHONPATH", "value": "/chain"}],
+                        "volumeMounts": [{"name": "code", "mountPath": "/chain"}],
+                        "readinessProbe": {"tcpSocket": {"port": 8545}, "periodSeconds": 1},
+                    }
+                ],
+                "volumes": [{"name": "code", "configMap": {"name": "fake-chain"}}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "fake-chain", "namespace": RELEASE_NS},
+            "spec": {"selector": labels, "ports": [{"port": 8545, "targetPort": 8545}]},
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def sidecar_release(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    for name in (RELEASE_NS, WATCHED_NS):
+        create_namespace(cluster, name)
+    manifests = {"apiVersion": "v1", "kind": "List", "items": fake_chain(cluster)}
+    cluster.kubectl_run("apply", "-f", "-", input=json.dumps(manifests))
+    cluster.kubectl_run(
+        "wait", "-n", RELEASE_NS, "--for=condition=Ready", "pod/fake-chain", "--timeout=120s",
+        timeout=150,
+    )  # fmt: skip
+    values = helm_values(
+        cluster,
+        tmp_path_factory.mktemp("helm-sidecar"),
+        {
+            "operator": {"watchNamespaces": [WATCHED_NS]},
+            "yagna": {"mode": "sidecar", "sidecar": {"extraEnv": OFFLINE_ENV}},
+        },
+    )
+    cluster.helm_run("install", RELEASE, str(CHART), "-n", RELEASE_NS, "-f", str(values))
+    pod = ready_pod(cluster, RELEASE_NS, timeout=300)
+    yield pod
+    cluster.helm_run("uninstall", RELEASE, "-n", RELEASE_NS, "--wait", check=False)
+
+
+def test_sidecar_yagna_hands_its_key_to_the_operator(
+    cluster: Cluster, sidecar_release: dict[str, Any]
+) -> None:
+    pod = sidecar_release["metadata"]["name"]
+    statuses = {s["name"]: s for s in sidecar_release["status"]["initContainerStatuses"]}
+    assert statuses["yagna"]["ready"] and statuses["yagna"]["started"]
+    sidecar_log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "yagna").stdout
+    assert "created app key 'golem-operator'" in sidecar_log, sidecar_log[-3000:]
+
+    def connected() -> str | None:
+        log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "operator").stdout
+        return log if "connected to Golem daemon" in log else None
+
+    operator_log = wait_for("the operator connected to the sidecar", connected, 120, 2)
+    identity = cluster.kubectl_run(
+        "exec", "-n", RELEASE_NS, pod, "-c", "yagna", "--", "yagna", "--json", "id", "show"
+    ).stdout
+    address = json.loads(identity)["Ok"]["nodeId"]
+    assert address in operator_log
+    # The key itself never reaches either container's log.
+    key = cluster.kubectl_run(
+        "exec",
+        "-n",
+        RELEASE_NS,
+        pod,
+        "-c",
+        "operator",
+        "--",
+        "cat",
+        "/var/run/golem-operator/appkey",
+    ).stdout.strip()
+    assert len(key) == 32
+    assert key not in sidecar_log and key not in operator_log
+    claim = cluster.kubectl_run(
+        "get", "pvc", "-n", RELEASE_NS, "-o", "jsonpath={.items[0].status.phase}"
+    ).stdout
+    assert claim == "Bound"
+
+
+def test_sidecar_yagna_allocates_and_publishes_a_demand(
+    cluster: Cluster, sidecar_release: dict[str, Any]
+) -> None:
+    manifest = simple_manifest(replicas=1)
+    manifest["metadata"] = {"name": "offline"}
+    cluster.kubectl_run("apply", "-n", WATCHED_NS, "-f", "-", input=json.dumps(manifest))
+
+    def status() -> dict[str, Any] | None:
+        out = cluster.kubectl_run("get", "gsvc", "-n", WATCHED_NS, "offline", "-o", "json")
+        found: dict[str, Any] = json.loads(out.stdout).get("status", {})
+        return found if found.get("allocationId") and found.get("demandId") else None
+
+    try:
+        found = wait_for("an allocation and a published demand", status, 240, 3)
+    except AssertionError:
+        pod = sidecar_release["metadata"]["name"]
+        log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "operator").stdout
+        raise AssertionError(f"operator log:\n{log[-4000:]}") from None
+    assert found["allocationId"] and found["demandId"]
+    cluster.kubectl_run(
+        "delete", "gsvc", "-n", WATCHED_NS, "offline", "--timeout=180s", timeout=200
+    )
