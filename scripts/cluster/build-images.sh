@@ -27,7 +27,9 @@ short() { sha256sum | cut -c1-16; }
 # --- python:3.11-slim-bookworm stand-in ---------------------------------------------------
 PYTHON_REF="docker.io/library/python:3.11-slim-bookworm"
 PYTHON_PACKAGES="python3,python3-venv,python3-pip,ca-certificates"
-python_key=$( { echo "bookworm $DEBIAN_MIRROR $PYTHON_PACKAGES"; cat "$HERE/build-images.sh"; } | short)
+# Bump when the recipe below changes: the key names the cached archive.
+PYTHON_RECIPE=1
+python_key=$(echo "bookworm $DEBIAN_MIRROR $PYTHON_PACKAGES recipe-$PYTHON_RECIPE" | short)
 PYTHON_TAR="$IMAGES/python-3.11-slim-bookworm-$python_key.tar"
 if [[ ! -s "$PYTHON_TAR" ]]; then
   started=$SECONDS

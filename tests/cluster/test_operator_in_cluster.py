@@ -166,6 +166,7 @@ def test_operator_pod_is_the_dockerfile_image_ready_and_confined(
     (container,) = pod["spec"]["containers"]
     assert container["image"] == f"{repository}:{tag}"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     statuses = {s["name"]: s for s in pod["status"]["containerStatuses"]}
     assert statuses["operator"]["ready"] and statuses["operator"]["restartCount"] == 0
     # The securityContext is enforced by the runtime, not just written down.
