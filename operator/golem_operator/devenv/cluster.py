@@ -230,6 +230,18 @@ def kube_rules_left() -> list[str]:
     return left
 
 
+def _kill_pod_processes() -> None:
+    """SIGKILL every process left in the kubelet's pod cgroups (containers whose shim died)."""
+    base = Path("/sys/fs/cgroup")
+    pids: set[int] = set()
+    for procs in base.glob("*/kubepods*/**/cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(line) for line in procs.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _remove_cgroups() -> None:
     """The kubelet's cgroup hierarchy (kubepods*), deepest first, in every v1 controller."""
     base = Path("/sys/fs/cgroup")
@@ -246,30 +258,29 @@ def _remove_cgroups() -> None:
             path.rmdir()
 
 
-def _netns_of(state_dir: Path) -> list[Path]:
-    netns = state_dir / "netns"
-    return sorted(netns.iterdir()) if netns.is_dir() else []
-
-
 def cleanup(state_dir: Path | None, kube_proxy: Path | None = None) -> None:
     """Remove everything a cluster with this state directory left: idempotent, best effort."""
     if state_dir is not None:
         _kill_all(_pids_under(state_dir))
+    _kill_pod_processes()
     if kube_proxy is not None and kube_proxy.exists():
         subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, timeout=60)
     _remove_kubelet_chains()
-    prefixes = ["/run/netns/cni-", "/var/run/netns/cni-"]
     if state_dir is not None:
-        prefixes.insert(0, str(state_dir))
-    # CNI network namespaces are bind mounts under /run/netns named cni-*; only ours exist
-    # while the lock is held, as no other container runtime runs here.
-    _unmount_all([str(state_dir)] if state_dir is not None else [])
-    for ns in list(Path("/run/netns").glob("cni-*")) if Path("/run/netns").is_dir() else []:
-        subprocess.run(["umount", str(ns)], capture_output=True)
+        _unmount_all([str(state_dir)])
+    # The pods' network namespaces: bind mounts named cni-* under /run/netns. Only the
+    # cluster's exist while its lock is held (no other container runtime runs here).
+    netns_dir = Path("/run/netns")
+    for netns in netns_dir.glob("cni-*") if netns_dir.is_dir() else []:
+        subprocess.run(["umount", str(netns)], capture_output=True)
         with contextlib.suppress(OSError):
-            ns.unlink()
+            netns.unlink()
     _delete_bridge()
-    _remove_cgroups()
+    for _ in range(10):
+        _remove_cgroups()
+        if not any(Path("/sys/fs/cgroup").glob("*/kubepods*")):
+            break
+        time.sleep(0.5)
     if state_dir is not None:
         shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -323,7 +334,7 @@ class LocalProvisioner:
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(2.0):
             try:
                 self.reconcile()
             except (KubectlError, subprocess.SubprocessError, OSError, ValueError) as error:
@@ -757,6 +768,8 @@ state = "{base}/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's container state with the rest of the cluster's, not under /run/containerd.
+        Root = "{base}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{self.state_dir}/cni/net.d"
@@ -772,7 +785,7 @@ state = "{base}/state"
     def _import_images(self) -> None:
         assert self.images is not None
         for image in self.images.values():
-            self.ctr("images", "import", "--no-unpack", image["archive"])
+            self.ctr("images", "import", image["archive"])
         present = self.ctr("images", "ls", "-q").split()
         missing = [i["ref"] for i in self.images.values() if i["ref"] not in present]
         if missing:
@@ -1068,7 +1081,9 @@ def leftovers(state_dir: Path) -> dict[str, list[str]]:
     link = subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, text=True)
     return {
         "processes": [str(p) for p in _pids_under(state_dir)],
-        "mounts": _mounts_under([str(state_dir), "/run/netns/cni-"]),
+        "mounts": _mounts_under([str(state_dir)])
+        + [str(p) for p in Path("/run/netns").glob("cni-*")],
+        "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods*")],
         "bridge": [BRIDGE] if link.returncode == 0 else [],
         "iptables": kube_rules_left(),
         "state_dir": [str(state_dir)] if state_dir.exists() else [],
