@@ -232,7 +232,13 @@ def test_simple_service_runs_scales_deletes_and_settles(
     service.wait_running(3, timeout=180)
     service.apply(simple_manifest(replicas=1))
     service.wait_running(1, timeout=180)
-    service.wait("two instances stopped", lambda: len(service.instances()) == 1, 180)
+
+    def scaled_down() -> bool:
+        rest = [i for i in service.instances() if i["state"] != "Running"]
+        done = all(i["state"] == "Terminated" and i["settled"] for i in rest)
+        return len(rest) >= 2 and done and len(service.instances("Running")) == 1
+
+    service.wait("two instances terminated and settled", scaled_down, 180)
     service.delete(timeout=240)
     service.assert_settled()
     assert len(service.seen_agreements) >= 3

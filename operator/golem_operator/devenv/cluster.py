@@ -100,6 +100,13 @@ def _env_tools(name: str) -> str | None:
     return None
 
 
+def _cache_root() -> Path:
+    configured = os.environ.get("GOLEM_OPERATOR_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "golem-operator"
+
+
 def _run(args: list[str], *, check: bool = True, timeout: float = 120) -> str:
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
@@ -266,8 +273,8 @@ def cleanup(state_dir: Path | None, kube_proxy: Path | None = None) -> None:
     if kube_proxy is not None and kube_proxy.exists():
         subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, timeout=60)
     _remove_kubelet_chains()
-    if state_dir is not None:
-        _unmount_all([str(state_dir)])
+    image_store = str(_cache_root() / "cluster" / "containerd")
+    _unmount_all([str(state_dir), image_store] if state_dir is not None else [image_store])
     # The pods' network namespaces: bind mounts named cni-* under /run/netns. Only the
     # cluster's exist while its lock is held (no other container runtime runs here).
     netns_dir = Path("/run/netns")
@@ -503,6 +510,11 @@ class Cluster:
     @property
     def helm(self) -> Path:
         return self.control_bin / "helm"
+
+    @property
+    def image_store(self) -> Path:
+        """containerd's root: content and unpacked images, kept between clusters."""
+        return _cache_root() / "cluster" / "containerd"
 
     @property
     def ca_file(self) -> Path:
@@ -752,8 +764,11 @@ class Cluster:
     def _containerd(self) -> None:
         base = self.state_dir / "containerd"
         base.mkdir()
+        # The image store outlives the cluster (importing the images costs a minute or more);
+        # everything that runs (state, mounts, sockets) is in the state directory.
+        self.image_store.mkdir(parents=True, exist_ok=True)
         config = f"""version = 2
-root = "{base}/root"
+root = "{self.image_store}"
 state = "{base}/state"
 [grpc]
   address = "{base}/containerd.sock"
@@ -783,13 +798,30 @@ state = "{base}/state"
         return _run(["ctr", "--address", str(sock), "-n", "k8s.io", *args], timeout=timeout)
 
     def _import_images(self) -> None:
+        """Import each image whose archive (named by its cache key) is not in the store yet."""
         assert self.images is not None
+        record_path = self.image_store / "golem-imported.json"
+        record: dict[str, str] = {}
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(record_path.read_text())
+        present = set(self.ctr("images", "ls", "-q").split())
         for image in self.images.values():
+            if record.get(image["ref"]) == image["archive"] and image["ref"] in present:
+                continue
             self.ctr("images", "import", image["archive"])
-        present = self.ctr("images", "ls", "-q").split()
+            record[image["ref"]] = image["archive"]
+            record_path.write_text(json.dumps(record))
+        # Project images of older keys: removed, so the store does not grow with every edit.
+        wanted = {i["ref"] for i in self.images.values()}
+        for ref in present - wanted:
+            if ref.startswith(self.images["operator"]["ref"].rsplit(":", 1)[0] + ":"):
+                self.ctr("images", "rm", ref)
+                record.pop(ref, None)
+        record_path.write_text(json.dumps(record))
+        present = set(self.ctr("images", "ls", "-q").split())
         missing = [i["ref"] for i in self.images.values() if i["ref"] not in present]
         if missing:
-            raise ClusterError(f"images not imported: {missing} (have {present})")
+            raise ClusterError(f"images not imported: {missing} (have {sorted(present)})")
 
     def _control_plane(self, timeout: float) -> None:
         assert self.node_bin is not None
@@ -1054,6 +1086,11 @@ state = "{base}/state"
             with contextlib.suppress(ClusterError, subprocess.SubprocessError):
                 for task in self.ctr("tasks", "ls", "-q", timeout=30).split():
                     self.ctr("tasks", "kill", "-s", "SIGKILL", task, timeout=30)
+                    _run(["sleep", "0.5"])
+                    self.ctr("tasks", "delete", task, timeout=30)
+                # The store outlives the cluster: no container records may outlive it.
+                for container in self.ctr("containers", "ls", "-q", timeout=30).split():
+                    self.ctr("containers", "rm", container, timeout=30)
             containerd = self._procs.get("containerd")
             if containerd is not None and containerd.poll() is None:
                 containerd.terminate()
@@ -1081,7 +1118,7 @@ def leftovers(state_dir: Path) -> dict[str, list[str]]:
     link = subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, text=True)
     return {
         "processes": [str(p) for p in _pids_under(state_dir)],
-        "mounts": _mounts_under([str(state_dir)])
+        "mounts": _mounts_under([str(state_dir), str(_cache_root() / "cluster" / "containerd")])
         + [str(p) for p in Path("/run/netns").glob("cni-*")],
         "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods*")],
         "bridge": [BRIDGE] if link.returncode == 0 else [],
