@@ -20,6 +20,7 @@ lint: setup
 	$(VENV)/bin/ruff check operator tests scripts
 	$(VENV)/bin/ruff format --check operator tests scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 crd: setup
 	$(VENV)/bin/golem-operator crd -o crds/golemservices.yaml

@@ -8,5 +8,6 @@ source .env.tools
 echo "== ruff check"; "$VENV/bin/ruff" check operator tests scripts
 echo "== ruff format --check"; "$VENV/bin/ruff" format --check operator tests scripts
 echo "== mypy --strict"; "$VENV/bin/mypy"
+echo "== import-linter (layers)"; "$VENV/bin/lint-imports" --no-cache
 echo "== pytest"
 exec "$VENV/bin/pytest" -p no:cacheprovider "$@"

@@ -77,7 +77,9 @@ class ServiceWorker:
         self.drivers: dict[str, asyncio.Task[None]] = {}
         self.stop_signals: dict[str, asyncio.Event] = {}
         self.wake = asyncio.Event()
-        self.writer = StatusWriter(self._snapshot, self._patch, engine.config.status_interval)
+        self.writer = StatusWriter(
+            self._snapshot, self._patch, engine.config.status_interval, body.get("status") or {}
+        )
         self._task: asyncio.Task[None] | None = None
         self._terminated_at: dict[str, datetime] = {}
         #: Pending instances that found offers but none within the budget.

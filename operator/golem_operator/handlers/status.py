@@ -3,6 +3,10 @@
 Workers edit their in-memory GolemServiceStatus, call ``changed()``, and ``await flush()``
 where the status must be written before they act (an agreement or activity id recorded
 before it is relied on). At most one patch per ``interval`` per service.
+
+A JSON merge patch only removes a key that it sets to null: every patch is the difference
+from what was last written (the status read at start, then each write), so a cleared field
+(an allocation released, a provider no longer avoided) really disappears from the object.
 """
 
 from __future__ import annotations
@@ -19,9 +23,34 @@ log = logging.getLogger(__name__)
 Patch = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``.
+
+    Keys of ``old`` missing from ``new`` become null; nested objects are patched key by key;
+    lists and scalars are replaced whole, as a merge patch does.
+    """
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested or not before:
+                patch[key] = nested if before else value
+        elif value != before or key not in old:
+            patch[key] = value
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
 class StatusWriter:
     def __init__(
-        self, snapshot: Callable[[], dict[str, Any]], patch: Patch, interval: float
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        patch: Patch,
+        interval: float,
+        written: dict[str, Any] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._patch = patch
@@ -32,7 +61,8 @@ class StatusWriter:
         self._written_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_patch = 0.0
-        self._last_body: dict[str, Any] | None = None
+        #: What the object's status holds now, as far as this writer knows.
+        self._last_body: dict[str, Any] | None = written
         self.gone = False  # the object was deleted: nothing more to write
         self.patches = 0
 
@@ -78,7 +108,7 @@ class StatusWriter:
                 self._written_event.set()
                 continue
             try:
-                alive = await self._patch(body)
+                alive = await self._patch(merge_patch(self._last_body or {}, body))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # keep the writer alive whatever the API says

@@ -1,0 +1,1 @@
+"""Requestor building blocks on the Golem client: negotiation, scripts, payment routing."""
