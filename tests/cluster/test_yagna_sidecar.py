@@ -120,6 +120,38 @@ def sidecar_release(
     cluster.helm_run("uninstall", RELEASE, "-n", RELEASE_NS, "--wait", check=False)
 
 
+# Runs in the operator's container: GET /me on the sidecar's API with the handed-over key and
+# with a wrong one; prints only the status codes.
+ME_SCRIPT = r"""
+import json, os, urllib.error, urllib.request
+def me(token):
+    request = urllib.request.Request(os.environ["GOLEM_URL"] + "/me",
+                                     headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+key = open(os.environ["GOLEM_APPKEY_FILE"]).read().strip()
+print(json.dumps({"key_shape": len(key) == 32 and all(c in "0123456789abcdef" for c in key),
+                  "with_key": me(key), "wrong_key": me("0" * 32)}))
+"""
+
+
+# Runs in the operator's container: GET each of PATHS on the sidecar's API with the key.
+GET_SCRIPT = r"""
+import json, os, urllib.request
+key = open(os.environ["GOLEM_APPKEY_FILE"]).read().strip()
+out = []
+for path in json.loads(os.environ["PATHS"]):
+    request = urllib.request.Request(os.environ["GOLEM_URL"] + path,
+                                     headers={"Authorization": "Bearer " + key})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        out.append(json.load(response))
+print(json.dumps(out))
+"""
+
+
 def test_sidecar_yagna_hands_its_key_to_the_operator(
     cluster: Cluster, sidecar_release: dict[str, Any]
 ) -> None:
@@ -128,31 +160,11 @@ def test_sidecar_yagna_hands_its_key_to_the_operator(
     assert statuses["yagna"]["ready"] and statuses["yagna"]["started"]
     sidecar_log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "yagna").stdout
     assert "created app key 'golem-operator'" in sidecar_log, sidecar_log[-3000:]
-
-    def connected() -> str | None:
-        log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "operator").stdout
-        return log if "connected to Golem daemon" in log else None
-
-    operator_log = wait_for("the operator connected to the sidecar", connected, 120, 2)
-    identity = cluster.kubectl_run(
-        "exec", "-n", RELEASE_NS, pod, "-c", "yagna", "--", "yagna", "--json", "id", "show"
+    seen = cluster.kubectl_run(
+        "exec", "-n", RELEASE_NS, pod, "-c", "operator", "--", "python3", "-c", ME_SCRIPT
     ).stdout
-    address = json.loads(identity)["Ok"]["nodeId"]
-    assert address in operator_log
-    # The key itself never reaches either container's log.
-    key = cluster.kubectl_run(
-        "exec",
-        "-n",
-        RELEASE_NS,
-        pod,
-        "-c",
-        "operator",
-        "--",
-        "cat",
-        "/var/run/golem-operator/appkey",
-    ).stdout.strip()
-    assert len(key) == 32
-    assert key not in sidecar_log and key not in operator_log
+    assert json.loads(seen) == {"key_shape": True, "with_key": 200, "wrong_key": 401}
+    # yagna's data directory is on the PVC the cluster's provisioner bound.
     claim = cluster.kubectl_run(
         "get", "pvc", "-n", RELEASE_NS, "-o", "jsonpath={.items[0].status.phase}"
     ).stdout
@@ -162,6 +174,7 @@ def test_sidecar_yagna_hands_its_key_to_the_operator(
 def test_sidecar_yagna_allocates_and_publishes_a_demand(
     cluster: Cluster, sidecar_release: dict[str, Any]
 ) -> None:
+    pod = sidecar_release["metadata"]["name"]
     manifest = simple_manifest(replicas=1)
     manifest["metadata"] = {"name": "offline"}
     cluster.kubectl_run("apply", "-n", WATCHED_NS, "-f", "-", input=json.dumps(manifest))
@@ -174,10 +187,31 @@ def test_sidecar_yagna_allocates_and_publishes_a_demand(
     try:
         found = wait_for("an allocation and a published demand", status, 240, 3)
     except AssertionError:
-        pod = sidecar_release["metadata"]["name"]
         log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "operator").stdout
         raise AssertionError(f"operator log:\n{log[-4000:]}") from None
     assert found["allocationId"] and found["demandId"]
+    operator_log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "operator").stdout
+    identity = cluster.kubectl_run(
+        "exec", "-n", RELEASE_NS, pod, "-c", "yagna", "--", "yagna", "--json", "id", "show"
+    ).stdout
+    address = json.loads(identity)["Ok"]["nodeId"]
+    assert f"connected to Golem daemon http://127.0.0.1:7465 as {address}" in operator_log
+    # The allocation and the demand are yagna's own (on the stand-in chain's funds).
+    paths = [f"/payment-api/v1/allocations/{found['allocationId']}", "/market-api/v1/demands"]
+    seen = cluster.kubectl_run(
+        "exec", "-n", RELEASE_NS, pod, "-c", "operator", "--",
+        "env", f"PATHS={json.dumps(paths)}", "python3", "-c", GET_SCRIPT,
+    ).stdout  # fmt: skip
+    allocation, demands = json.loads(seen)
+    assert allocation["allocationId"] == found["allocationId"], allocation
+    assert found["demandId"] in [d["demandId"] for d in demands], demands
+    # The key never reaches either container's log.
+    sidecar_log = cluster.kubectl_run("logs", "-n", RELEASE_NS, pod, "-c", "yagna").stdout
+    key = cluster.kubectl_run(
+        "exec", "-n", RELEASE_NS, pod, "-c", "operator", "--",
+        "cat", "/var/run/golem-operator/appkey",
+    ).stdout.strip()  # fmt: skip
+    assert key and key not in sidecar_log and key not in operator_log
     cluster.kubectl_run(
         "delete", "gsvc", "-n", WATCHED_NS, "offline", "--timeout=180s", timeout=200
     )
