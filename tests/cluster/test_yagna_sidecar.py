@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from clusterkit import CHART, create_namespace, helm_values, ready_pod, wait_for
 
 from golem_operator.devenv.cluster import Cluster
@@ -26,28 +27,20 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 RELEASE = "sidecar"
 RELEASE_NS = "golem-sidecar"
 WATCHED_NS = "svc-sidecar"
-FAKECHAIN = Path(__file__).resolve().parents[1] / "support" / "yagna_fakechain.py"
+ROOT = Path(__file__).resolve().parents[2]
+FAKECHAIN = ROOT / "tests" / "support" / "yagna_fakechain.py"
 FAKECHAIN_MAIN = (
     "import yagna_fakechain as f; from aiohttp import web; "
     "web.run_app(f.make_app(f.FakeChain()), host='0.0.0.0', port=8545, print=None)"
 )
 CHAIN_URL = f"http://fake-chain.{RELEASE_NS}.svc.cluster.local:8545"
-# yagna's relay and node network on the pod's loopback; every chain it knows at the stand-in.
+# The documented offline values (relay and node network on the pod's loopback), plus every chain
+# yagna knows pointed at the stand-in.
+OFFLINE_VALUES = ROOT / "examples" / "cluster" / "offline-values.yaml"
 CHAINS = (
-    "MAINNET",
-    "GOERLI",
-    "HOLESKY",
-    "MUMBAI",
-    "POLYGON",
-    "AMOY",
-    "SEPOLIA",
-    "HOODI",
-    "RINKEBY",
-)
-OFFLINE_ENV = [
-    {"name": "YA_NET_TYPE", "value": "hybrid"},
-    {"name": "YA_NET_RELAY_HOST", "value": "127.0.0.1:7477"},
-    {"name": "YA_NET_BIND_URL", "value": "udp://127.0.0.1:11500"},
+    "MAINNET", "GOERLI", "HOLESKY", "MUMBAI", "POLYGON", "AMOY", "SEPOLIA", "HOODI", "RINKEBY",
+)  # fmt: skip
+CHAIN_ENV = [
     *({"name": f"{chain}_GETH_ADDR", "value": CHAIN_URL} for chain in CHAINS),
     *(
         {"name": f"{chain}_WRAPPER_CONTRACT_ADDRESS", "value": "0x" + "00" * 20}
@@ -106,12 +99,13 @@ def sidecar_release(
         "wait", "-n", RELEASE_NS, "--for=condition=Ready", "pod/fake-chain", "--timeout=120s",
         timeout=150,
     )  # fmt: skip
+    offline_env = yaml.safe_load(OFFLINE_VALUES.read_text())["yagna"]["sidecar"]["extraEnv"]
     values = helm_values(
         cluster,
         tmp_path_factory.mktemp("helm-sidecar"),
         {
             "operator": {"watchNamespaces": [WATCHED_NS]},
-            "yagna": {"mode": "sidecar", "sidecar": {"extraEnv": OFFLINE_ENV}},
+            "yagna": {"mode": "sidecar", "sidecar": {"extraEnv": offline_env + CHAIN_ENV}},
         },
     )
     cluster.helm_run("install", RELEASE, str(CHART), "-n", RELEASE_NS, "-f", str(values))
