@@ -48,7 +48,7 @@ if [[ ! -s "$PYTHON_TAR" ]]; then
     --env LANG=C.UTF-8 --env PYTHON_VERSION=3.11 --cmd '["python3"]' \
     --label org.golem-operator.stand-in-for=python:3.11-slim-bookworm "$c"
   buildah commit --rm -q "$c" "$PYTHON_REF" >/dev/null
-  buildah push -q "$PYTHON_REF" "oci-archive:$PYTHON_TAR.partial:$PYTHON_REF" >&2
+  buildah push -q --disable-compression "$PYTHON_REF" "oci-archive:$PYTHON_TAR.partial:$PYTHON_REF" >&2
   mv "$PYTHON_TAR.partial" "$PYTHON_TAR"
   rm -rf "$rootfs" "$rootfs.tar"
   log "python base image in $((SECONDS - started))s"
@@ -83,7 +83,7 @@ if [[ ! -s "$OPERATOR_TAR" ]]; then
       -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
       -t "$OPERATOR_REF" -f Dockerfile . >&2
   )
-  buildah push -q "$OPERATOR_REF" "oci-archive:$OPERATOR_TAR.partial:$OPERATOR_REF" >&2
+  buildah push -q --disable-compression "$OPERATOR_REF" "oci-archive:$OPERATOR_TAR.partial:$OPERATOR_REF" >&2
   mv "$OPERATOR_TAR.partial" "$OPERATOR_TAR"
   log "operator image $OPERATOR_REF in $((SECONDS - started))s"
 fi
@@ -97,7 +97,7 @@ if [[ ! -s "$PAUSE_TAR" ]]; then
   buildah copy "$c" "$NODE_BIN/pause" /pause >/dev/null
   buildah config --entrypoint '["/pause"]' --user 65535:65535 "$c"
   buildah commit --rm -q "$c" "$PAUSE_REF" >/dev/null
-  buildah push -q "$PAUSE_REF" "oci-archive:$PAUSE_TAR.partial:$PAUSE_REF" >&2
+  buildah push -q --disable-compression "$PAUSE_REF" "oci-archive:$PAUSE_TAR.partial:$PAUSE_REF" >&2
   mv "$PAUSE_TAR.partial" "$PAUSE_TAR"
   log "pause image in $((SECONDS - started))s"
 fi
