@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clusterkit import (
+
+from cluster.clusterkit import (
     CHART,
     create_namespace,
     exec_in,
@@ -28,7 +29,6 @@ from clusterkit import (
     ready_pod,
     wait_for,
 )
-
 from golem_operator.devenv.cluster import NODE_NAME, POD_CIDR, Cluster
 from golem_operator.devenv.stack import LocalNetProcess
 from support.operator_harness import Service, simple_manifest

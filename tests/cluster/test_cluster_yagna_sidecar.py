@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from clusterkit import CHART, create_namespace, helm_values, ready_pod, wait_for
 
+from cluster.clusterkit import CHART, create_namespace, helm_values, ready_pod, wait_for
 from golem_operator.devenv.cluster import Cluster
 from support.operator_harness import simple_manifest
 
