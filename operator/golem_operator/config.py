@@ -36,6 +36,12 @@ class OperatorConfig:
     status_interval: float = 0.5
     #: Admin annotation honoured to drop the finalizer without settling on Golem.
     allow_force_delete: bool = True
+    #: Seconds a deletion waits for the invoices of its terminated agreements before it
+    #: releases the allocation (a later invoice is then rejected with the reason).
+    invoice_wait: float = 300.0
+    #: Seconds a debit note or invoice waits for a service to claim its agreement before it is
+    #: judged without one (from the agreement on Golem; rejected when no allocation is left).
+    unowned_document_wait: float = 600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -72,13 +78,20 @@ class OperatorConfig:
         namespaces = tuple(
             n.strip() for n in env.get("GOLEM_OPERATOR_NAMESPACES", "").split(",") if n.strip()
         )
-        interval_raw = env.get("GOLEM_OPERATOR_STATUS_INTERVAL", "0.5")
-        try:
-            interval = float(interval_raw)
-        except ValueError:
-            raise ConfigError(
-                f"GOLEM_OPERATOR_STATUS_INTERVAL: expected seconds, got {interval_raw!r}"
-            ) from None
+
+        def seconds(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: expected seconds, got {raw!r}") from None
+            if not 0 <= value < 10**7:
+                raise ConfigError(f"{name}: expected 0 or more seconds, got {raw!r}")
+            return value
+
+        interval = seconds("GOLEM_OPERATOR_STATUS_INTERVAL", 0.5)
         return cls(
             golem_url=env.get("GOLEM_URL", cls.golem_url),
             golem_app_key=key,
@@ -89,4 +102,8 @@ class OperatorConfig:
             log_format=log_format,
             log_level=env.get("GOLEM_OPERATOR_LOG_LEVEL", "INFO").upper(),
             status_interval=interval,
+            invoice_wait=seconds("GOLEM_OPERATOR_INVOICE_WAIT_SECONDS", cls.invoice_wait),
+            unowned_document_wait=seconds(
+                "GOLEM_OPERATOR_UNOWNED_DOCUMENT_WAIT_SECONDS", cls.unowned_document_wait
+            ),
         )

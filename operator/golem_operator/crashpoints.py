@@ -41,3 +41,36 @@ def crashpoint(name: str) -> None:
     if _reached[name] >= int(nth or "1"):
         os.write(2, f"\n*** crash point {name} reached: exiting with 137\n".encode())
         os._exit(137)
+
+
+FAIL_ENV = "GOLEM_OPERATOR_FAIL_AT"
+
+#: Points where a test can make the operator raise, to prove the loop around them survives.
+FAIL_POINTS = (
+    "payment-document",  # handling one debit note or invoice (it must be retried)
+    "payments-poll",  # one pass of a payment event poll (the task must be restarted)
+)
+
+_failed: dict[str, int] = {}
+
+
+class InjectedFailure(RuntimeError):
+    """Raised at a fail point armed by GOLEM_OPERATOR_FAIL_AT."""
+
+
+def failpoint(name: str) -> None:
+    """Raise InjectedFailure the first n times this point is reached, if armed.
+
+    ``GOLEM_OPERATOR_FAIL_AT=<name>:<n>[,<name>:<n>...]`` (n defaults to 1). Test-only, like the
+    crash points: unset, it does nothing.
+    """
+    armed = os.environ.get(FAIL_ENV)
+    if not armed:
+        return
+    for entry in armed.split(","):
+        point, _, times = entry.strip().partition(":")
+        if point != name:
+            continue
+        _failed[name] = _failed.get(name, 0) + 1
+        if _failed[name] <= int(times or "1"):
+            raise InjectedFailure(f"injected failure at {name} ({_failed[name]})")

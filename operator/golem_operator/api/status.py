@@ -117,6 +117,12 @@ class Instance(_Status):
     approved_at: str | None = Field(
         None, alias="approvedAt", description="When the agreement was approved (RFC 3339)."
     )
+    terminated_at: str | None = Field(
+        None,
+        alias="terminatedAt",
+        description="When it reached Terminated (RFC 3339): its invoice is judged for the "
+        "agreement's life from approvedAt to this time.",
+    )
     price: Price | None = Field(None, description="The agreed prices.")
     replaces: str | None = Field(
         None, description="The instance this one supersedes (agreement renewal)."
@@ -144,7 +150,8 @@ class Instance(_Status):
     )
     settled: bool = Field(
         False,
-        description="The agreement is terminated and its invoice accepted (or it never had one).",
+        description="The agreement is terminated and its invoice decided: accepted, or rejected "
+        "with the reason (a Warning Event); or it never had one. Never set for a missing invoice.",
     )
 
 

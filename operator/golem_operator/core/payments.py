@@ -8,6 +8,7 @@ is within what the agreed prices allow for the time elapsed and within the budge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation, localcontext
 from typing import Any
 
@@ -166,3 +167,48 @@ def check_payable(
             False, f"{what} would exceed the budget: {increment} due, {budget_left} left"
         )
     return Verdict(True, "within the agreed prices and the budget", increment)
+
+
+def life_seconds(approved: datetime, end: datetime) -> Decimal:
+    """Seconds an agreement may be billed for: from its approval to `end` (never negative)."""
+    return Decimal(max((end - approved).total_seconds(), 0.0))
+
+
+def check_unowned(
+    *,
+    amount: Decimal,
+    price: LinearPrice | None,
+    elapsed_seconds: Decimal,
+    allocation_left: Decimal | None,
+    why_unowned: str,
+    what: str = "invoice",
+) -> Verdict:
+    """Whether to pay a document of an agreement that no service holds any more.
+
+    Judged from the agreement itself (its agreed prices and life, read from Golem) and the
+    allocation that would pay it: `allocation_left` is None when no allocation is left for it
+    (the service was deleted and its allocation released). Nothing was accepted for it by
+    anyone who still remembers, so the whole amount must fit.
+    """
+    if price is None:
+        return Verdict(
+            False, f"{what} of an agreement without usable linear prices ({why_unowned})"
+        )
+    verdict = check_payable(
+        amount=amount,
+        price=price,
+        elapsed_seconds=elapsed_seconds,
+        accepted_so_far=Decimal(0),
+        budget_left=allocation_left if allocation_left is not None else Decimal(0),
+        what=what,
+    )
+    if not verdict.accept and "exceeds the agreed prices" in verdict.reason:
+        return verdict
+    if allocation_left is None:
+        return Verdict(False, f"{why_unowned}; no allocation is left to pay this {what}")
+    return verdict
+
+
+def next_backoff(current: float, *, cap: float) -> float:
+    """The next retry delay: doubled, at most `cap`."""
+    return min(current * 2, cap)

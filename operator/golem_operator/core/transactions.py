@@ -81,9 +81,34 @@ def transition(
         instance.restarts += 1
         instance.stopping_reason = ""
         instance.consecutive_failures = 0
-    if new is S.TERMINATED and instance.agreement_id is None:
-        instance.settled = True
+    if new is S.TERMINATED and old is not S.TERMINATED:
+        mark_terminated(instance, now)
     return old, new
+
+
+def mark_terminated(instance: Instance, now: datetime) -> None:
+    """An instance reached Terminated: record when (once), the end of its agreement's life.
+
+    Its invoice is judged against this time, also by an operator restarted later; an instance
+    that never held an agreement has nothing to settle.
+    """
+    instance.state = S.TERMINATED
+    if instance.terminated_at is None:
+        instance.terminated_at = iso(now)
+    if instance.agreement_id is None:
+        instance.settled = True
+
+
+def agreement_end(instance: Instance, now: datetime) -> datetime:
+    """Until when an instance's agreement may be billed: its termination, or now while alive.
+
+    Statuses written before `terminatedAt` existed fall back to the last transition (the
+    moment it became Terminated).
+    """
+    if instance.state is not S.TERMINATED:
+        return now
+    recorded = instance.terminated_at or instance.last_transition_time
+    return datetime.fromisoformat(recorded) if recorded else now
 
 
 def release_golem_objects(instance: Instance) -> None:
@@ -92,6 +117,7 @@ def release_golem_objects(instance: Instance) -> None:
     instance.activity_id = None
     instance.provider = None
     instance.approved_at = None
+    instance.terminated_at = None
     instance.agreement_expires_at = None
     instance.price = None
     instance.spent = "0"
@@ -138,11 +164,14 @@ def summarize(
     now: datetime,
     deleting: bool = False,
     problem: tuple[str, str] | None = None,
+    progress: tuple[str, str] | None = None,
 ) -> None:
     """Derive counts, selector, phase and the three conditions from the instances.
 
     problem: (reason, message) of a service-level trouble (budget, daemon unreachable,
     invalid spec) that makes the service Degraded regardless of its instances.
+    progress: (reason, message) of what the service is waiting for (e.g. a deletion waiting
+    for invoices); it keeps Progressing True with that reason.
     """
     live = planning.counted(status.instances)
     running = [i for i in live if i.state is S.RUNNING]
@@ -190,12 +219,20 @@ def summarize(
         generation,
         now,
     )
+    if progress is not None:
+        progressing = True
+        progress_reason, progress_message = progress
+    elif progressing:
+        progress_reason = "Deleting" if deleting else "Reconciling"
+        progress_message = "instances are moving through their lifecycle"
+    else:
+        progress_reason, progress_message = "Stable", "nothing to do"
     set_condition(
         status,
         ConditionType.PROGRESSING,
         progressing,
-        ("Deleting" if deleting else "Reconciling") if progressing else "Stable",
-        "instances are moving through their lifecycle" if progressing else "nothing to do",
+        progress_reason,
+        progress_message,
         generation,
         now,
     )

@@ -8,7 +8,6 @@ which arrive per daemon, reach the service that can judge them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -20,7 +19,8 @@ from pydantic import SecretStr
 
 from golem_operator.golem import AgreementEventType, GolemClient, GolemConfig, GolemError
 from golem_operator.observability import metrics
-from golem_operator.requestor.payments import PaymentOwner, PaymentProcessor
+from golem_operator.requestor.payments import UNOWNED_WAIT, PaymentOwner, PaymentProcessor
+from golem_operator.requestor.supervision import Supervisor
 
 
 class AgreementOwner(PaymentOwner, Protocol):
@@ -86,20 +86,32 @@ class Daemon:
     address: str
     payments: PaymentProcessor
     owners: dict[str, AgreementOwner] = field(default_factory=dict)
-    watcher: asyncio.Task[None] | None = None
     health: DaemonHealth = field(default_factory=DaemonHealth)
+    #: Where the agreement-event watcher resumes, also after it was restarted.
+    agreement_events_after: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.payments.supervisor
 
     def register(self, agreement_id: str, owner: AgreementOwner) -> None:
         self.owners[agreement_id] = owner
+        self.payments.owners_changed()
 
     def unregister(self, agreement_id: str) -> None:
         self.owners.pop(agreement_id, None)
 
+    def tasks_problem(self) -> tuple[str, str] | None:
+        """(reason, message) while one of the daemon's background tasks is down."""
+        return self.supervisor.problem()
+
 
 class DaemonPool:
-    def __init__(self) -> None:
+    def __init__(self, unowned_wait: float = UNOWNED_WAIT) -> None:
         self._daemons: dict[str, Daemon] = {}
         self._lock = asyncio.Lock()
+        #: How long a document waits for its service before it is judged without one.
+        self.unowned_wait = unowned_wait
 
     async def get(self, url: str, app_key: SecretStr) -> Daemon:
         """The daemon at url (connecting on first use; raises GolemError if unreachable)."""
@@ -117,33 +129,35 @@ class DaemonPool:
                 await client.aclose()
                 raise
             owners: dict[str, AgreementOwner] = {}
-            payments = PaymentProcessor(client, owners.get)
+            payments = PaymentProcessor(
+                client,
+                owners.get,
+                supervisor=Supervisor(f"the Golem daemon at {url}"),
+                unowned_wait=self.unowned_wait,
+            )
             daemon = Daemon(url, client, identity.identity, payments, owners, health=health)
             payments.start()
-            daemon.watcher = asyncio.create_task(_watch_agreements(daemon), name="agreements")
+            daemon.supervisor.spawn(
+                "agreement-events", lambda sup, name: _watch_agreements(daemon, sup, name)
+            )
             self._daemons[key] = daemon
             log.info("connected to Golem daemon %s as %s", url, identity.identity)
             return daemon
 
     async def close(self) -> None:
         for daemon in self._daemons.values():
-            if daemon.watcher is not None:
-                daemon.watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await daemon.watcher
             await daemon.payments.close()
             await daemon.client.aclose()
         self._daemons.clear()
 
 
-async def _watch_agreements(daemon: Daemon) -> None:
+async def _watch_agreements(daemon: Daemon, supervisor: Supervisor, name: str) -> None:
     """Tell owners when a provider terminates one of their agreements."""
-    after = datetime.now(UTC)
     backoff = 0.5
     while True:
         try:
             events = await daemon.client.market.collect_agreement_events(
-                after, timeout=2.0, max_events=100
+                daemon.agreement_events_after, timeout=2.0, max_events=100
             )
             backoff = 0.5
         except asyncio.CancelledError:
@@ -153,8 +167,9 @@ async def _watch_agreements(daemon: Daemon) -> None:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
             continue
+        supervisor.healthy(name)
         for event in events:
-            after = max(after, event.event_date)
+            daemon.agreement_events_after = max(daemon.agreement_events_after, event.event_date)
             if event.event_type != AgreementEventType.TERMINATED:
                 continue
             if (event.terminator or "").lower() == "requestor":

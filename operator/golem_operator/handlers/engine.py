@@ -22,7 +22,7 @@ class Engine:
     def __init__(self, config: OperatorConfig, kube: Kube) -> None:
         self.config = config
         self.kube = kube
-        self.daemons = DaemonPool()
+        self.daemons = DaemonPool(unowned_wait=config.unowned_document_wait)
         self.workers: dict[tuple[str, str], ServiceWorker] = {}
         self.heartbeat = time.monotonic()
         self._heartbeat_task: asyncio.Task[None] | None = None

@@ -28,7 +28,7 @@ from golem_operator.core.market import (
     build_demand,
     next_instance_cost,
 )
-from golem_operator.core.payments import LinearPrice, check_payable
+from golem_operator.core.payments import LinearPrice, check_payable, life_seconds
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
@@ -43,13 +43,11 @@ from golem_operator.handlers.daemons import Daemon
 from golem_operator.handlers.status import StatusWriter
 from golem_operator.observability import logs, metrics
 from golem_operator.requestor.market import ServiceMarket
-from golem_operator.requestor.payments import Decision, Document
+from golem_operator.requestor.payments import Decision, Document, Retired
 
 if TYPE_CHECKING:
     from golem_operator.handlers.engine import Engine
 
-#: Deletion waits this long for the final invoices after every agreement is terminated.
-INVOICE_GRACE = timedelta(seconds=60)
 RECONCILE_PERIOD = 2.0
 
 
@@ -81,7 +79,9 @@ class ServiceWorker:
             self._snapshot, self._patch, engine.config.status_interval, body.get("status") or {}
         )
         self._task: asyncio.Task[None] | None = None
-        self._terminated_at: dict[str, datetime] = {}
+        #: What a deletion is waiting for (invoices), shown as the Progressing condition.
+        self.awaiting: tuple[str, str] | None = None
+        self._all_stopped_at: datetime | None = None
         #: Pending instances that found offers but none within the budget.
         self.budget_blocked: set[str] = set()
         #: Instances whose provider ended the agreement, with the reason (read by running).
@@ -93,7 +93,6 @@ class ServiceWorker:
         self.start_blocked: str | None = None
         #: Budget held by instances negotiating right now (name -> most it could cost).
         self.reserved: dict[str, Decimal] = {}
-        self._all_stopped_at: datetime | None = None
         self.update(body)
 
     # --- lifecycle of the worker itself ---------------------------------------------------
@@ -391,6 +390,13 @@ class ServiceWorker:
                 self.log.warning("%s: %s", *daemon_problem)
                 self.engine.kube.event_soon(self.ref, *daemon_problem, warning=True)
             self.problem = daemon_problem
+        # A dead payment poll or event watcher (restarting): money is not being settled.
+        tasks_problem = self.daemon.tasks_problem() if self.daemon else None
+        if tasks_problem is not None and daemon_problem is None:
+            if previous is None or previous[0] != tasks_problem[0]:
+                self.log.warning("%s: %s", *tasks_problem)
+                self.engine.kube.event_soon(self.ref, *tasks_problem, warning=True)
+            self.problem = tasks_problem
         if self.start_blocked and not self.deleting:
             self.problem = ("UploadSourceInvalid", self.start_blocked)
         if self.spec_error:
@@ -409,6 +415,7 @@ class ServiceWorker:
             now=utcnow(),
             deleting=self.deleting,
             problem=self.problem,
+            progress=self.awaiting if self.deleting else None,
         )
         counts: dict[str, int] = {}
         for instance in self.status.instances:
@@ -522,8 +529,6 @@ class ServiceWorker:
         self.log.info(text)
         warning = event in (Event.START_FAILED, Event.RUN_FAILED, Event.ACTIVITY_LOST)
         self.engine.kube.event_soon(self.ref, event.value, text, warning=warning)
-        if new is S.TERMINATED:
-            self._terminated_at.setdefault(instance.name, utcnow())
         self._summarize()
         self.wake.set()
 
@@ -540,8 +545,7 @@ class ServiceWorker:
         if instance.state is S.TERMINATED:
             instance.final = True  # not replaced (policy): it keeps its replica slot
         if instance.state is S.PENDING and instance.agreement_id:
-            instance.state = S.TERMINATED
-            self._terminated_at.setdefault(instance.name, utcnow())
+            tx.mark_terminated(instance, utcnow())
             successor = tx.add_instance(self.status, self.name, utcnow())
             successor.restarts = instance.restarts
             successor.replaces = None
@@ -596,12 +600,10 @@ class ServiceWorker:
         accepted = Decimal(instance.spent) if instance else Decimal(0)
         if instance is None or instance.price is None or instance.approved_at is None:
             return Decision(False, f"unknown agreement {document.agreement_id}", None, accepted)
-        end = self._terminated_at.get(instance.name, utcnow())
-        if instance.state is not S.TERMINATED:
-            end = utcnow()
-        elapsed = Decimal(
-            max((end - datetime.fromisoformat(instance.approved_at)).total_seconds(), 0)
-        )
+        # A terminated agreement is billed until its recorded termination (also after a
+        # restart), a live one until now.
+        end = tx.agreement_end(instance, utcnow())
+        elapsed = life_seconds(datetime.fromisoformat(instance.approved_at), end)
         assert self.spec is not None
         verdict = check_payable(
             amount=document.amount,
@@ -646,23 +648,47 @@ class ServiceWorker:
     # --- deletion -------------------------------------------------------------------------
 
     async def _finish_deletion(self) -> bool:
-        """True once every instance stopped and settled (or the invoice grace passed)."""
+        """True once every instance stopped and its invoice was decided, or the wait ended.
+
+        The allocation is kept while invoices of terminated agreements may still come (at most
+        `invoice_wait` after the last termination, Progressing=AwaitingInvoices meanwhile).
+        After that the agreements still unsettled are handed to the payment processor as
+        retired: an invoice arriving later is judged without the service and rejected with the
+        reason, since no allocation is left. They are never recorded as settled.
+        """
         if any(i.state is not S.TERMINATED for i in self.status.instances):
             return False
+        assert self.daemon is not None
         now = utcnow()
         if self._all_stopped_at is None:
             self._all_stopped_at = now
         unsettled = [i for i in self.status.instances if not i.settled and i.agreement_id]
-        if unsettled and now - self._all_stopped_at < INVOICE_GRACE:
-            return False
+        wait = timedelta(seconds=self.engine.config.invoice_wait)
+        if unsettled:
+            ends = [tx.agreement_end(i, now) for i in unsettled]
+            # From the last termination (recorded in status, so a restart does not extend it).
+            deadline = min(max(ends), self._all_stopped_at) + wait
+            if now < deadline:
+                agreements = ", ".join(sorted(str(i.agreement_id)[:12] for i in unsettled))
+                awaiting = (
+                    "AwaitingInvoices",
+                    f"waiting until {tx.iso(deadline)} for the invoices of {len(unsettled)} "
+                    f"terminated agreement(s) ({agreements}); the allocation is kept until then",
+                )
+                if self.awaiting != awaiting:
+                    self.log.info("%s: %s", *awaiting)
+                    self.engine.kube.event_soon(self.ref, *awaiting)
+                    self.awaiting = awaiting
+                    self._summarize()
+                return False
+        self.awaiting = None
         for instance in unsettled:
-            self.event(
-                instance,
-                "InvoiceMissing",
-                f"no invoice for agreement {instance.agreement_id} within {INVOICE_GRACE}",
-                warning=True,
+            text = (
+                f"no invoice for agreement {instance.agreement_id} within {wait}: not settled; "
+                "an invoice arriving later is rejected (the allocation is released)"
             )
-        assert self.daemon is not None
+            self.log.warning("%s: %s", instance.name, text)
+            self.event(instance, "InvoiceMissing", text, warning=True)
         crashpoint("deletion-releasing")
         if self.market is not None:
             await self.market.close(unsubscribe=True)
@@ -675,9 +701,30 @@ class ServiceWorker:
             with contextlib.suppress(GolemNotFound, GolemGone):
                 await self.daemon.client.payment.release_allocation(self.status.allocation_id)
             self.status.allocation_id = None
+        for instance in unsettled:
+            self._retire(instance)
         self._summarize()
         await self.writer.flush()
         return True
+
+    def _retire(self, instance: Instance) -> None:
+        """Hand an unsettled agreement of this deleted service to the payment processor."""
+        assert self.daemon is not None and instance.agreement_id is not None
+        price = LinearPrice.from_status(instance.price) if instance.price else None
+        approved = datetime.fromisoformat(instance.approved_at) if instance.approved_at else None
+        self.daemon.unregister(instance.agreement_id)
+        self.daemon.payments.retire(
+            Retired(
+                agreement_id=instance.agreement_id,
+                service=f"{self.namespace}/{self.name}",
+                price=price,
+                approved_at=approved,
+                terminated_at=tx.agreement_end(instance, utcnow()),
+                allocation_id=self.status.allocation_id,
+                reason=f"the service {self.namespace}/{self.name} was deleted and its "
+                "allocation released",
+            )
+        )
 
 
 class ConfigProblem(Exception):

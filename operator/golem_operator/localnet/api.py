@@ -10,6 +10,7 @@ the localnet follows yagna (docs/localnet.md lists the differences).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -18,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from golem_operator.localnet.config import Faults, format_validation_error
+from golem_operator.localnet.config import DaemonFault, Faults, format_validation_error
 from golem_operator.localnet.events import EventLog, iso, parse_iso, stamp
 from golem_operator.localnet.network import (
     Activity,
@@ -82,6 +83,23 @@ def make_auth_middleware(app_key: str) -> Any:
         return await handler(request)
 
     return auth
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inject the configured daemon faults (`daemon_faults`); admin paths are never faulted."""
+    if request.path.startswith(ADMIN):
+        return await handler(request)
+    fault = _net(request).daemon_faults.match(request.method, request.path)
+    if fault is None:
+        return await handler(request)
+    if fault.delay_seconds:
+        await asyncio.sleep(fault.delay_seconds)
+    if fault.status is None:
+        return await handler(request)
+    # yagna's error shape: a JSON object with a message.
+    text = "Service temporarily unavailable" if fault.status == 503 else "Internal server error"
+    return _json({"message": f"{text} (injected fault)"}, fault.status)
 
 
 @web.middleware
@@ -638,7 +656,23 @@ async def set_provider_faults(request: web.Request) -> web.Response:
     except ValidationError as error:
         raise ApiError(400, format_validation_error(error)) from None
     provider.set_faults(faults)
-    return _json({"provider": provider.name, "faults": faults.model_dump()})
+    return _json({"provider": provider.name, "faults": faults.model_dump(mode="json")})
+
+
+async def set_daemon_faults(request: web.Request) -> web.Response:
+    """Replace every daemon fault: body `{"faults": [DaemonFault, ...]}` (empty clears)."""
+    net = _net(request)
+    body = await _admin_body(request)
+    try:
+        faults = TypeAdapter(list[DaemonFault]).validate_python(body.get("faults", []))
+    except ValidationError as error:
+        raise ApiError(400, "faults" + format_validation_error(error)) from None
+    net.daemon_faults.replace(faults)
+    return _json(net.daemon_faults.to_json())
+
+
+async def get_daemon_faults(request: web.Request) -> web.Response:
+    return _json(_net(request).daemon_faults.to_json())
 
 
 async def crash_activity(request: web.Request) -> web.Response:
@@ -669,7 +703,7 @@ async def list_providers(request: web.Request) -> web.Response:
             {
                 "name": p.name,
                 "nodeId": p.node_id,
-                "faults": p.faults.model_dump(),
+                "faults": p.faults.model_dump(mode="json"),
                 "agreements": sorted(p.agreements),
                 "offer": p.offer_properties(),
             }
@@ -735,3 +769,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{ADMIN}/activities/{{activityId}}/files", read_activity_file)
     r.add_post(f"{ADMIN}/activities/{{activityId}}/crash", crash_activity)
     r.add_post(f"{ADMIN}/providers/{{name}}/faults", set_provider_faults)
+    r.add_get(f"{ADMIN}/daemon-faults", get_daemon_faults)
+    r.add_post(f"{ADMIN}/daemon-faults", set_daemon_faults)

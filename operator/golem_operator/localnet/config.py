@@ -69,6 +69,30 @@ class Faults(_Strict):
     latency_seconds: float = Field(default=0.0, ge=0)
     #: the provider rejects every agreement proposal
     reject_agreements: bool = False
+    #: the provider never issues an invoice when an agreement ends
+    never_invoice: bool = False
+    #: the invoice is issued this many seconds after the agreement ended
+    invoice_delay_seconds: float | None = Field(default=None, gt=0)
+    #: GLM added to every invoice above what the usage costs (an overcharging provider)
+    invoice_surcharge: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class DaemonFault(_Strict):
+    """A transient failure of the daemon itself on matching requests (after authentication).
+
+    `path` is a glob over the request path (`*` matches within and across segments, e.g.
+    `/payment-api/v1/debitNotes/*`); `method` None matches any. A matching request fails with
+    `probability`, for at most `count` failures (None: unlimited). With `delay_seconds` the
+    answer is delayed that long first (the client's timeout may fire), then `status` is
+    answered (or, with `status` None, the request is served normally after the delay).
+    """
+
+    path: str = Field(min_length=1)
+    method: str | None = Field(default=None, pattern=r"^(GET|POST|PUT|DELETE)$")
+    status: int | None = Field(default=503, ge=500, le=599)
+    probability: float = Field(default=1.0, ge=0, le=1)
+    count: int | None = Field(default=None, ge=1)
+    delay_seconds: float = Field(default=0.0, ge=0, le=600)
 
 
 class ProviderConfig(_Strict):
@@ -137,6 +161,8 @@ class LocalNetConfig(_Strict):
     limits: Limits = Limits()
     images: list[ImageConfig] = []
     providers: list[ProviderConfig] = Field(default_factory=lambda: [ProviderConfig(count=2)])
+    #: transient failures of the daemon's REST API (5xx, slow answers) on chosen paths
+    daemon_faults: list[DaemonFault] = []
     #: where activity folders live; a fresh temporary folder when unset
     work_root: Path | None = None
 

@@ -30,6 +30,7 @@ from golem_operator.localnet.config import Faults, ImageConfig, LocalNetConfig, 
 from golem_operator.localnet.config import expand_providers as _expand
 from golem_operator.localnet.constraints import Expression
 from golem_operator.localnet.events import EventLog, EventQueue, iso, stamp
+from golem_operator.localnet.faults import DaemonFaults
 from golem_operator.localnet.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger(__name__)
@@ -473,6 +474,7 @@ class Network:
         self.debit_note_events = EventLog()
         self.invoice_events = EventLog()
         self.payments: list[Payment] = []
+        self.daemon_faults = DaemonFaults(list(config.daemon_faults))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -841,7 +843,7 @@ class Network:
             await self.end_activity(
                 self.activities[activity_id], "Agreement terminated", error=None
             )
-        self._issue_invoice(agreement)
+        self._invoice_when_due(agreement)
         provider = agreement.provider
         provider.agreements.discard(agreement.id)
         self._reoffer(provider)
@@ -1184,10 +1186,25 @@ class Network:
         )
         return note
 
+    def _invoice_when_due(self, agreement: Agreement) -> None:
+        """Invoice an ended agreement now, later or never, as the provider's faults say."""
+        faults = agreement.provider.faults
+        if faults.never_invoice:
+            return
+        if faults.invoice_delay_seconds is not None:
+            self.spawn(self._invoice_later(agreement, faults.invoice_delay_seconds))
+            return
+        self._issue_invoice(agreement)
+
+    async def _invoice_later(self, agreement: Agreement, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._issue_invoice(agreement)
+
     def _issue_invoice(self, agreement: Agreement) -> Document:
         moment = stamp()
         activities = [self.activities[a] for a in agreement.activities]
         amount = sum((self.activity_cost(a) for a in activities), Decimal(0))
+        amount += agreement.provider.faults.invoice_surcharge
         invoice = Document(
             id=new_document_id(),
             agreement=agreement,
@@ -1452,6 +1469,7 @@ class Network:
                     "amount": fmt(i.amount),
                     "status": i.status,
                     "paidAmount": fmt(i.paid_now),
+                    "rejection": i.rejection,
                 }
                 for i in self.invoices.values()
             ],

@@ -61,7 +61,11 @@ class LocalNetwork:
             self._owns_work_root = True
         self._network = Network(self.config, self._work_root)
         app = web.Application(
-            middlewares=[api.make_auth_middleware(self._app_key), api.error_middleware],
+            middlewares=[
+                api.make_auth_middleware(self._app_key),
+                api.fault_middleware,
+                api.error_middleware,
+            ],
             client_max_size=self.config.limits.transfer_cap_bytes * 2 + 65536,
         )
         app[api.NETWORK_KEY] = self._network

@@ -55,6 +55,25 @@ STATUS_PATCHES = Counter(
     ["namespace", "service"],
     registry=REGISTRY,
 )
+PAYMENT_DOCUMENTS = Counter(
+    "golem_operator_payment_documents",
+    "Debit notes and invoices decided, by kind and outcome (accepted, rejected, and the same "
+    "for documents of agreements no service holds: unowned-accepted, unowned-rejected)",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+PAYMENT_DOCUMENT_RETRIES = Counter(
+    "golem_operator_payment_document_retries",
+    "Attempts at handling a debit note or invoice that failed and will be retried",
+    ["kind"],
+    registry=REGISTRY,
+)
+TASK_RESTARTS = Counter(
+    "golem_operator_background_task_restarts",
+    "Background tasks of a daemon (payment polls, agreement events) that died and restarted",
+    ["task"],
+    registry=REGISTRY,
+)
 
 STATES = ("Pending", "Starting", "Running", "Stopping", "Terminated")
 

@@ -94,7 +94,7 @@ class ServiceMarket:
     async def close(self, unsubscribe: bool) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         if unsubscribe:
             with contextlib.suppress(GolemNotFound, GolemGone):
@@ -115,6 +115,11 @@ class ServiceMarket:
                 return
             except GolemError as error:
                 log.info("collecting demand events failed: %s", error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            except Exception:  # an unexpected answer: retried, never the end of the market
+                log.exception("collecting demand events of %s failed", self.subscription_id)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
