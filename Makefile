@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint crd bench clean
+.PHONY: setup run test realnet-test lint crd bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,12 @@ run: setup
 
 test: setup
 	bash scripts/test.sh
+
+# The operator and the client against the real provider software (yagna, ya-provider, exe-unit
+# built from the yagna source: YAGNA_SRC=<checkout or git dir>, optional YAGNA_GIT_MIRRORS).
+# Not part of `make test`: a fresh machine cannot obtain that source. Fails if it is missing.
+realnet-test: setup
+	bash scripts/realnet-test.sh
 
 lint: setup
 	$(VENV)/bin/ruff check operator tests scripts

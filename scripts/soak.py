@@ -1,10 +1,13 @@
-"""The reliability soak: random kill -9s, a Golem daemon outage and provider churn, then leaks.
+"""The reliability soak: kill -9s, a daemon outage, provider churn and payment faults; then leaks.
 
 Not part of `make test` (it runs for minutes). Starts its own control plane, the local Golem
 network (tests/reliability/providers.yaml) behind a daemon gate, and the operator; applies a
 few services; then for --duration seconds kills the operator with SIGKILL at random moments
 (and restarts it), cuts the daemon off once for --outage seconds, and crashes provider
-activities at --churn-rate per second for --churn-for seconds. Every second it samples each
+activities at --churn-rate per second for --churn-for seconds. Throughout, the daemon answers
+503 to a share (--daemon-fault-rate) of the fetches of debit notes and invoices, of agreement
+terminations and of activity deletions, and --late-invoices providers send their invoices
+20 s after the agreement ended. Every second it samples each
 service's status. Afterwards it lets things converge, checks for leaks (open agreements that
 status does not know, ended agreements not paid exactly once, live sandboxes of ended
 activities, more paid than the budget), deletes everything, checks again, and writes the
@@ -72,7 +75,25 @@ class Chaos:
     outage_seconds: float = 0.0
     outage_refused_attempts: int = 0
     crashes: int = 0
+    daemon_faults: list[dict[str, Any]] = field(default_factory=list)
+    daemon_fault_answers: int = 0
+    late_invoicers: list[str] = field(default_factory=list)
     timeline: list[str] = field(default_factory=list)
+
+
+def payment_faults(net: LocalNetProcess, rate: float) -> list[dict[str, Any]]:
+    """503s on the calls that settle money: document fetches, terminations, activity deletes."""
+    if rate <= 0:
+        return []
+    faults = [
+        {"path": "/payment-api/v1/debitNotes/*", "method": "GET", "probability": rate},
+        {"path": "/payment-api/v1/invoices/*", "method": "GET", "probability": rate},
+        {"path": "/market-api/v1/agreements/*/terminate", "method": "POST", "probability": rate},
+        {"path": "/activity-api/v1/activity/*", "method": "DELETE", "probability": rate},
+    ]
+    with net.client() as http:
+        http.post("/_localnet/daemon-faults", json={"faults": faults}).raise_for_status()
+    return faults
 
 
 class Sampler(threading.Thread):
@@ -223,6 +244,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         sampler = Sampler(cp, services)
         sampler.start()
         log(f"{len(services)} services x {args.replicas} replicas applied")
+        chaos.daemon_faults = payment_faults(net, args.daemon_fault_rate)
+        chaos.late_invoicers = [f"r-{n}" for n in range(1, args.late_invoices + 1)]
+        for provider in chaos.late_invoicers:
+            net.set_faults(provider, {"invoice_delay_seconds": 20})
+        log(f"daemon faults {args.daemon_fault_rate:.0%}; late invoices: {chaos.late_invoicers}")
 
         # The timeline: kill moments, one outage window, one churn window.
         duration = args.duration
@@ -265,6 +291,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                             log(f"crash of {victim[:12]} failed: {error}")
             time.sleep(0.2)
         log("chaos over; converging")
+        # How many answers the daemon faults spoilt during the chaos (they stay on till the end).
+        with net.client() as http:
+            chaos.daemon_fault_answers = sum(
+                f["failures"] for f in http.get("/_localnet/daemon-faults").json()
+            )
+
         converged = wait_until(
             lambda: all(
                 len(
@@ -339,6 +371,9 @@ def report(args: argparse.Namespace, result: dict[str, Any], command: str) -> st
         f"({chaos.outage_refused_attempts / max(chaos.outage_seconds, 1):.1f}/s, with backoff).",
         f"- Provider churn: **{chaos.crashes}** activities crashed by their provider "
         f"(rate {args.churn_rate}/s for {args.churn_for:.0f} s).",
+        f"- Daemon faults: 503 to {args.daemon_fault_rate:.0%} of debit-note and invoice fetches, "
+        f"agreement terminations and activity deletions: **{chaos.daemon_fault_answers}** "
+        f"failed answers; providers with invoices 20 s late: {', '.join(chaos.late_invoicers)}.",
         f"- Converged after the chaos: **{result['converged']}**; deletion completed: "
         f"**{result['deleted']}**.",
         "",
@@ -385,6 +420,12 @@ def main() -> int:
     parser.add_argument("--outage", type=float, default=60, help="daemon outage seconds")
     parser.add_argument("--churn-rate", type=float, default=0.1, help="provider crashes per s")
     parser.add_argument("--churn-for", type=float, default=120, help="seconds of churn")
+    parser.add_argument(
+        "--daemon-fault-rate", type=float, default=0.1, help="share of money calls answered 503"
+    )
+    parser.add_argument(
+        "--late-invoices", type=int, default=4, help="providers whose invoices come 20 s late"
+    )
     parser.add_argument("--services", type=int, default=3)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--settle", type=float, default=120, help="seconds to converge after")

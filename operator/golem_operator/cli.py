@@ -28,6 +28,12 @@ def _local_network(args: argparse.Namespace) -> int:
     return localnet_cli.run(args)
 
 
+def _real_network(args: argparse.Namespace) -> int:
+    from golem_operator.realnet import cli as realnet_cli
+
+    return realnet_cli.run(args)
+
+
 def _run(args: argparse.Namespace) -> int:
     from golem_operator.handlers import runner
 
@@ -66,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         localnet_cli.add_arguments(localnet)
     localnet.set_defaults(func=_local_network)
+    from golem_operator.realnet import cli as realnet_cli
+
+    realnet = sub.add_parser(
+        "real-network",
+        help="a private real Golem network (yagna, ya-provider, exe-unit) on loopback",
+    )
+    realnet_cli.add_arguments(realnet)
+    realnet.set_defaults(func=_real_network)
     from golem_operator.devenv import demo
 
     demo_parser = sub.add_parser(

@@ -7,6 +7,7 @@ SecretStr: it never appears in reprs, logs or errors.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,9 @@ class OperatorConfig:
     #: Seconds a debit note or invoice waits for a service to claim its agreement before it is
     #: judged without one (from the agreement on Golem; rejected when no allocation is left).
     unowned_document_wait: float = 600.0
+    #: Golem image registry resolving payload.image tags and hashes (a service's
+    #: payload.image.registry wins).
+    image_registry: str = "https://registry.golem.network"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -92,6 +96,11 @@ class OperatorConfig:
             return value
 
         interval = seconds("GOLEM_OPERATOR_STATUS_INTERVAL", 0.5)
+        registry = env.get("GOLEM_OPERATOR_IMAGE_REGISTRY", "").strip() or cls.image_registry
+        if not re.match(r"^https?://[^\s/?#]+(/\S*)?$", registry):
+            raise ConfigError(
+                f"GOLEM_OPERATOR_IMAGE_REGISTRY: expected an http(s) URL, got {registry!r}"
+            )
         return cls(
             golem_url=env.get("GOLEM_URL", cls.golem_url),
             golem_app_key=key,
@@ -106,4 +115,5 @@ class OperatorConfig:
             unowned_document_wait=seconds(
                 "GOLEM_OPERATOR_UNOWNED_DOCUMENT_WAIT_SECONDS", cls.unowned_document_wait
             ),
+            image_registry=registry.rstrip("/"),
         )

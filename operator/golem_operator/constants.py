@@ -21,3 +21,5 @@ FORCE_DELETE_ANNOTATION: Final = f"{GROUP}/force-delete"
 #: Prefix for kopf's own bookkeeping annotations.
 ANNOTATION_PREFIX: Final = f"operator.{GROUP}"
 FIELD_MANAGER: Final = "golem-operator"
+#: Label a Secret must carry (value "true") before upload commands may read it.
+UPLOAD_LABEL: Final = f"{GROUP}/upload"

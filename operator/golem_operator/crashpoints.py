@@ -14,6 +14,7 @@ ENV = "GOLEM_OPERATOR_CRASH_AT"
 
 #: Every point the handlers declare (the suite checks it covers each one).
 POINTS = (
+    "allocation-created",  # the allocation exists on Golem, its id not yet in status
     "demand-subscribed",  # the demand exists on Golem, its id not yet in status
     "agreement-recorded",  # agreement created and in status, not yet confirmed
     "agreement-approved",  # approved by the provider, the instance not yet Starting

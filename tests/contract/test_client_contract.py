@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pytest
 
+from golem_operator.core.payments import allocation_mark, carries_mark, find_marked
 from golem_operator.golem import (
     ActivityStateName,
     AgreementEventType,
@@ -292,6 +293,69 @@ async def test_allocation_create_get_release(
     with pytest.raises(GolemGone) as again:
         await client.payment.release_allocation(allocation_id)
     assert again.value.message == f"Allocation {allocation_id} has been already released"
+
+
+async def test_allocations_are_listed_with_the_expiry_they_were_created_with(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> None:
+    # The operator finds an allocation it created just before a crash by its expiry (the
+    # daemon keeps no free-form field): the listing must carry it to the millisecond.
+    mark = allocation_mark(datetime.now(UTC), 437)
+    created = await client.payment.create_allocation(
+        ALLOCATION_TOTAL, golem_daemon.payment_platform, golem_daemon.requestor_id, timeout=mark
+    )
+    other = await _allocation(client, golem_daemon)
+    try:
+        listed = {a.allocation_id: a for a in await client.payment.list_allocations()}
+        assert created.allocation_id in listed and other in listed
+        mine = listed[created.allocation_id]
+        assert mine.timeout is not None and carries_mark(mine.timeout, mark), mine.timeout
+        assert not carries_mark(listed[other].timeout, mark)
+        found = find_marked(
+            [
+                (a.allocation_id, a.timeout, str(a.payment_platform), a.address)
+                for a in listed.values()
+            ],
+            mark,
+            platform=golem_daemon.payment_platform,
+            address=golem_daemon.requestor_id,
+        )
+        assert found == [created.allocation_id]
+        # afterTimestamp filters on the expiry: the year-ahead mark passes, the 1 h one not.
+        later = await client.payment.list_allocations(expiring_after=mark - timedelta(seconds=1))
+        assert created.allocation_id in {a.allocation_id for a in later}
+        assert other not in {a.allocation_id for a in later}
+    finally:
+        await client.payment.release_allocation(created.allocation_id)
+        await client.payment.release_allocation(other)
+    # Released allocations are no longer listed.
+    remaining = {a.allocation_id for a in await client.payment.list_allocations()}
+    assert created.allocation_id not in remaining and other not in remaining
+
+
+async def test_allocation_amend_changes_the_total_and_refuses_the_impossible(
+    client: GolemClient, golem_daemon: ContractDaemon
+) -> None:
+    allocation_id = await _allocation(client, golem_daemon)
+    try:
+        bigger = await client.payment.amend_allocation(allocation_id, Decimal("0.75"))
+        assert bigger.allocation_id == allocation_id
+        assert bigger.total_amount == Decimal("0.75")
+        assert bigger.remaining_amount == Decimal("0.75")
+        smaller = await client.payment.amend_allocation(allocation_id, Decimal("0.2"))
+        assert (smaller.total_amount, smaller.remaining_amount) == (Decimal("0.2"),) * 2
+        fetched = await client.payment.get_allocation(allocation_id)
+        assert fetched.total_amount == Decimal("0.2")
+        with pytest.raises(GolemBadRequest) as past:
+            await client.payment.amend_allocation(
+                allocation_id, timeout=datetime.now(UTC) - timedelta(hours=1)
+            )
+        assert past.value.message == "New allocation timeout is in the past"
+    finally:
+        await client.payment.release_allocation(allocation_id)
+    # yagna 0.17.6 reads a released allocation as missing here (unlike DELETE: 410).
+    with pytest.raises(GolemNotFound):
+        await client.payment.amend_allocation(allocation_id, Decimal("0.3"))
 
 
 async def test_allocation_beyond_the_funds_is_a_bad_request(

@@ -342,3 +342,26 @@ async def test_rejected_debit_notes_and_unaffordable_acceptance(yagna: httpx.Asy
     assert statuses[first["debitNoteId"]] == "RECEIVED"
     assert statuses[second["debitNoteId"]] == "REJECTED"
     assert audit["payments"] == []
+
+
+async def test_daemon_faults_answer_their_status_then_are_spent(yagna: httpx.AsyncClient) -> None:
+    deal = await negotiate(yagna)
+    path = f"{M}/agreements/{deal.agreement_id}/terminate"
+    bad = await yagna.put("/_localnet/daemon-faults", json=[{"path": path, "status": 200}])
+    assert bad.status_code == 400 and "status" in bad.json()["message"]
+    faults = [{"path": f"{M}/agreements/*/terminate", "method": "POST", "status": 503, "count": 2}]
+    set_ = await yagna.put("/_localnet/daemon-faults", json=faults)
+    assert set_.json()[0]["left"] == 2
+    # A GET of the same agreement is not faulted; the two terminates are, then the fault is spent.
+    assert (await yagna.get(f"{M}/agreements/{deal.agreement_id}")).status_code == 200
+    for _ in range(2):
+        failed = await yagna.post(path, json={"message": "x"})
+        assert failed.status_code == 503
+        assert failed.json() == {"message": "Service temporarily unavailable (injected fault)"}
+        state = (await yagna.get(f"{M}/agreements/{deal.agreement_id}")).json()["state"]
+        assert state == "Approved"
+    assert (await yagna.post(path, json={"message": "x"})).is_success
+    state = (await yagna.get(f"{M}/agreements/{deal.agreement_id}")).json()["state"]
+    assert state == "Terminated"
+    assert (await yagna.get("/_localnet/daemon-faults")).json()[0]["left"] == 0
+    assert (await yagna.put("/_localnet/daemon-faults", json=[])).json() == []

@@ -30,6 +30,8 @@ PROVIDERS = HERE / "providers.yaml"
 #: them (tests/reliability/test_z_money_and_secrets.py runs last).
 OPERATOR_LOGS: list[Path] = []
 APP_KEYS_USED: set[str] = set()
+#: Content of every Secret the suite uploaded: it must appear in no status, Event or log.
+UPLOADED_SECRETS: set[str] = set()
 
 
 class DaemonGate:
@@ -147,8 +149,16 @@ def start_operator(
     env = {"GOLEM_OPERATOR_LOG_LEVEL": "INFO", **(extra_env or {})}
     if crash_at:
         env["GOLEM_OPERATOR_CRASH_AT"] = crash_at
+    # The image registry is the local network itself, not behind the gate: an outage of the
+    # daemon is not one of the registry.
     proc = OperatorProcess(
-        workdir, cp.kubeconfig, gate.url, net.key_file, namespaces=namespaces, extra_env=env
+        workdir,
+        cp.kubeconfig,
+        gate.url,
+        net.key_file,
+        namespaces=namespaces,
+        extra_env=env,
+        image_registry=net.url,
     )
     OPERATOR_LOGS.append(proc.log)
     APP_KEYS_USED.add(net.app_key)

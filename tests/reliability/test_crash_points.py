@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from reliability_support import (
     wait_for,
 )
 
+from golem_operator.core.payments import carries_mark
 from golem_operator.crashpoints import POINTS
 from golem_operator.devenv.controlplane import ControlPlane
 from golem_operator.devenv.stack import LocalNetProcess, OperatorProcess
@@ -57,6 +59,10 @@ class CrashRun:
     timings: dict[str, float] = field(default_factory=dict)
     error: str = ""
     log_tail: str = ""
+    #: allocation-created: the allocations carrying the mark status recorded before the crash,
+    #: and the one status names once the restarted operator converged
+    marked_allocations: list[str] = field(default_factory=list)
+    adopted_allocation: str | None = None
 
 
 def manifest() -> dict[str, Any]:
@@ -111,6 +117,9 @@ def scenario(
         run.crashed_at_point = f"crash point {point} reached" in operator.log.read_text()
         if run.exit_code is None:
             return run
+        if point == "allocation-created":
+            mark = gsvc_status(cp, namespace, run.name).get("allocationPending")
+            run.marked_allocations = _marked_allocations(net, mark) if mark else []
         restart_operator(operator)
         restarted = time.monotonic()
         if point not in ON_DELETE:
@@ -122,6 +131,7 @@ def scenario(
 
             run.converged = _wait_quietly(settled, 120)
             run.timings["converge"] = time.monotonic() - restarted
+            run.adopted_allocation = gsvc_status(cp, namespace, run.name).get("allocationId")
             _delete(cp, namespace, run.name)
         gone = _wait_quietly(lambda: not _exists(cp, namespace, run.name), 150)
         run.timings["deleted"] = time.monotonic() - restarted
@@ -130,6 +140,10 @@ def scenario(
         # After deletion: every agreement ended and paid once, sandboxes dead, nothing left.
         run.problems_at_end = _problems(net, run, {})
         run.leftovers = _leftovers(net, run)
+        released = {a["allocationId"]: a["released"] for a in net.audit()["allocations"]}
+        run.leftovers += [
+            f"allocation {a[:12]} not released" for a in run.marked_allocations if not released[a]
+        ]
         run.bad_events = _bad_events(cp, namespace)
     except Exception as error:
         run.error = f"{type(error).__name__}: {error}"
@@ -138,6 +152,16 @@ def scenario(
             run.log_tail = operator.log.read_text()[-3000:]
             operator.stop()
     return run
+
+
+def _marked_allocations(net: LocalNetProcess, mark: str) -> list[str]:
+    """Allocations created with the expiry status recorded as the mark of a new allocation."""
+    when = datetime.fromisoformat(mark)
+    return [
+        a["allocationId"]
+        for a in net.audit()["allocations"]
+        if a.get("timeout") and carries_mark(datetime.fromisoformat(a["timeout"]), when)
+    ]
 
 
 def _wait_quietly(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -207,6 +231,11 @@ def test_crash_point(point: str, crash_runs: dict[str, CrashRun]) -> None:
     assert run.problems_at_end == [], context
     assert run.leftovers == [], context
     assert run.bad_events == [], context
+    if point == "allocation-created":
+        # The allocation created just before the crash was found by its mark and adopted, not
+        # leaked beside a second one (and deletion released it).
+        assert len(run.marked_allocations) == 1, context
+        assert run.adopted_allocation == run.marked_allocations[0], context
 
 
 def test_every_agreement_of_the_crash_runs_is_accounted_for(

@@ -2,12 +2,14 @@
 
 One operator, one namespace, several services applied together: a healthy one that must keep
 Running throughout, and services with megabytes of command output, unicode everywhere, an
-upload from a Secret that only exists in another namespace, a budget no daemon can fund, a
-golemRef to a missing Secret and a near-megabyte start script.
+upload from a Secret that only exists in another namespace, one from a Secret that did not opt
+in, one whose script prints the uploaded Secret back (and downloads it), a budget no daemon can
+fund, a golemRef to a missing Secret and a near-megabyte start script.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -15,14 +17,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reliability_support import DaemonGate, delete_all, gsvc_status, start_operator, wait_for
+from reliability_support import (
+    UPLOADED_SECRETS,
+    DaemonGate,
+    delete_all,
+    gsvc_status,
+    start_operator,
+    wait_for,
+)
 
+from golem_operator.constants import UPLOAD_LABEL
+from golem_operator.core.redaction import MARKER as REDACTED
 from golem_operator.devenv.controlplane import ControlPlane
 from golem_operator.devenv.stack import LocalNetProcess
 from support.operator_harness import simple_manifest
 
 UNICODE = "Grüße 👋 עברית 日本語 ç\u00e0 ∑"
 SECRET_VALUE = "other-namespace-secret-" + uuid.uuid4().hex
+UNLABELLED_VALUE = "unlabelled-secret-" + uuid.uuid4().hex
+LEAKED_VALUE = "uploaded-secret-" + uuid.uuid4().hex
 
 
 def _run(script: str) -> dict[str, Any]:
@@ -50,6 +63,27 @@ def other_namespace_secret(doc: dict[str, Any]) -> None:
     doc["spec"]["lifecycle"]["start"]["commands"].insert(0, {"upload": upload})
 
 
+def unlabelled_secret(doc: dict[str, Any]) -> None:
+    upload = {
+        "path": "/golem/work/key",
+        "source": {"secretKeyRef": {"name": "plain", "key": "k"}},
+    }
+    doc["spec"]["lifecycle"]["start"]["commands"].insert(0, {"upload": upload})
+
+
+def printed_secret(doc: dict[str, Any]) -> None:
+    upload = {
+        "path": "/golem/work/token",
+        "source": {"secretKeyRef": {"name": "shared", "key": "k"}},
+    }
+    doc["spec"]["lifecycle"]["start"]["commands"].insert(0, {"upload": upload})
+    doc["spec"]["lifecycle"]["start"]["commands"].append(_run("cat /golem/work/token"))
+    doc["spec"]["lifecycle"]["run"]["commands"] = [
+        _run("cat /golem/work/token; echo; base64 /golem/work/token; cat /golem/work/token >&2"),
+        {"download": {"path": "/golem/work/token"}},
+    ]
+
+
 def unfundable_budget(doc: dict[str, Any]) -> None:
     doc["spec"]["budget"] = "999999999999999999.999999999999999999"
 
@@ -70,6 +104,8 @@ HOSTILE: dict[str, Callable[[dict[str, Any]], None]] = {
     "output": huge_output,
     "unicode": unicode_everywhere,
     "othersecret": other_namespace_secret,
+    "unlabelled": unlabelled_secret,
+    "printed": printed_secret,
     "unfundable": unfundable_budget,
     "noref": missing_golem_ref,
     "bigscript": huge_script,
@@ -91,6 +127,22 @@ def test_hostile_values_are_contained_and_the_healthy_service_keeps_running(
     cp.kubectl_run(
         "create", "secret", "generic", "loot", "-n", elsewhere, f"--from-literal=k={SECRET_VALUE}"
     )
+    # Labelled in the other namespace too: the namespace boundary holds regardless.
+    cp.kubectl_run("label", "secret", "loot", "-n", elsewhere, f"{UPLOAD_LABEL}=true")
+    cp.kubectl_run(
+        "create",
+        "secret",
+        "generic",
+        "plain",
+        "-n",
+        namespace,
+        f"--from-literal=k={UNLABELLED_VALUE}",
+    )
+    cp.kubectl_run(
+        "create", "secret", "generic", "shared", "-n", namespace, f"--from-literal=k={LEAKED_VALUE}"
+    )
+    cp.kubectl_run("label", "secret", "shared", "-n", namespace, f"{UPLOAD_LABEL}=true")
+    UPLOADED_SECRETS.update({SECRET_VALUE, UNLABELLED_VALUE, LEAKED_VALUE})
     operator = start_operator(tmp_path / "op", cp, rel_gate, rel_net, [namespace])
     try:
         healthy = simple_manifest(replicas=1)
@@ -146,6 +198,30 @@ def test_hostile_values_are_contained_and_the_healthy_service_keeps_running(
         assert all(i["state"] == "Pending" for i in status("othersecret")["instances"])
         assert not any(i.get("agreementId") for i in status("othersecret")["instances"])
 
+        # A Secret that did not opt in is not read: nothing rented, the field and label named.
+        unlabelled = wait_for(
+            "unlabelled UploadSourceInvalid",
+            lambda: (
+                (c := _condition(status("unlabelled"), "Degraded")).get("reason")
+                == "UploadSourceInvalid"
+                and c
+            ),
+            60,
+        )
+        assert "lifecycle.start.commands[0].upload.source.secretKeyRef" in unlabelled["message"]
+        assert f'{UPLOAD_LABEL}: "true"' in unlabelled["message"]
+        assert not any(i.get("agreementId") for i in status("unlabelled")["instances"])
+
+        # A script that prints and downloads what it was given: Running, the content redacted.
+        def printed_results() -> Any:
+            found = running("printed")
+            return found and found[0].get("downloads") and found[0]
+
+        printed = wait_for("printed's run results", printed_results, 60)
+        assert printed["lastRun"]["stdout"].splitlines() == [REDACTED, REDACTED]
+        assert printed["lastRun"]["stderr"] == REDACTED
+        assert printed["downloads"][0]["content"] == REDACTED
+
         # A budget the daemon cannot fund, a missing golemRef: Degraded, saying why.
         unfunded = wait_for(
             "unfundable Degraded",
@@ -181,10 +257,13 @@ def test_hostile_values_are_contained_and_the_healthy_service_keeps_running(
         assert now[0]["lastRun"]["time"] > first["lastRun"]["time"]
         assert operator.proc is not None and operator.proc.poll() is None
 
-        # The other namespace's Secret went nowhere: status, Events, the operator's log.
+        # No Secret's content went anywhere: status, Events, the operator's log (nor base64).
         everything = cp.kubectl_run("get", "gsvc,events", "-n", namespace, "-o", "json").stdout
-        assert SECRET_VALUE not in everything
-        assert SECRET_VALUE not in operator.log.read_text()
+        log = operator.log.read_text()
+        for value in (SECRET_VALUE, UNLABELLED_VALUE, LEAKED_VALUE):
+            encoded = base64.b64encode(value.encode()).decode()
+            assert value not in everything and encoded not in everything
+            assert value not in log and encoded not in log
     finally:
         try:
             delete_all(cp, namespace, 90)

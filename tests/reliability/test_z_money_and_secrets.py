@@ -5,12 +5,14 @@
 - A tight budget holds: one instance fits, the others wait, BudgetExhausted says why.
 - Across every scenario of the suite (crashes, outage, revoked key, API server restart,
   hostile values), what the local network paid for a service never exceeds its budget.
-- The app key never appears in what the suite captured: every operator log (tracebacks
-  included), every Event of every namespace, every GolemService's status.
+- The app key, and the content of every Secret the suite uploaded (plain or base64), never
+  appear in what the suite captured: every operator log (tracebacks included), every Event of
+  every namespace, every GolemService's status.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ import pytest
 from reliability_support import (
     APP_KEYS_USED,
     OPERATOR_LOGS,
+    UPLOADED_SECRETS,
     DaemonGate,
     delete_all,
     gsvc_status,
@@ -135,10 +138,12 @@ def test_no_service_of_the_suite_was_paid_beyond_its_budget(
         assert Decimal(allocation["totalAmount"]) <= Decimal("1000"), allocation
 
 
-def test_the_app_key_appears_nowhere(
+def test_the_app_key_and_uploaded_secrets_appear_nowhere(
     control_plane: ControlPlane, rel_net: LocalNetProcess, money: tuple[OperatorProcess, str]
 ) -> None:
     keys = APP_KEYS_USED | {rel_net.app_key}
+    # Uploaded Secret content, plain and in base64 (hostile values uploads and prints some).
+    keys |= UPLOADED_SECRETS | {base64.b64encode(v.encode()).decode() for v in UPLOADED_SECRETS}
     logs = [p for p in OPERATOR_LOGS if p.exists()]
     assert logs and all(k for k in keys)
     captured: dict[str, str] = {str(p): p.read_text(errors="replace") for p in logs}

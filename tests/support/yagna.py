@@ -9,16 +9,16 @@ Isolation, in one picture::
 
     host network namespace                | private namespace (`unshare --net`, only lo, up)
     --------------------------------------+--------------------------------------------------
-    test: httpx -> 127.0.0.1:<free port>  | yagna_netns_host.py (the anchor): accepts on
+    test: httpx -> 127.0.0.1:<free port>  | realnet.netns_host (the anchor): accepts on
       (a listening socket the fixture     |   that host-side socket and relays each
        bound, inherited by the anchor)    |   connection to 127.0.0.1:7465 = yagna REST;
                                           |   serves a fake Ethereum JSON-RPC on :8545
                                           | yagna service run   (nsenter --net=<anchor>)
                                           | yagna CLI commands  (nsenter --net=<anchor>)
 
-* The anchor process `yagna_netns_host.py` is exec'ed by `unshare --net`, brings `lo` up and
-  refuses to run if any other interface exists. yagna and every `yagna` CLI call enter its
-  namespace with `nsenter --net=/proc/<anchor>/ns/net`, so yagna can reach nothing but the
+* The anchor process `golem_operator.realnet.netns_host` is exec'ed by `unshare --net`, brings
+  `lo` up and refuses to run if any other interface exists. yagna and every `yagna` CLI call
+  enter its namespace with `nsenter --net=/proc/<anchor>/ns/net`, so yagna can reach nothing but the
   namespace's own loopback: its relay, central-net, release-check and chain traffic all fail or
   land on the fake chain.
 * The only bridge is one listening TCP socket that the test process bound on the host's
@@ -86,7 +86,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 30.0
-NETNS_HOST_SCRIPT = Path(__file__).resolve().parent / "yagna_netns_host.py"
+NETNS_HOST_MODULE = "golem_operator.realnet.netns_host"
 _APP_KEY_SHAPE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -194,7 +194,8 @@ class YagnaProcesses:
                     "--net",
                     "--",
                     sys.executable,
-                    str(NETNS_HOST_SCRIPT),
+                    "-m",
+                    NETNS_HOST_MODULE,
                     "--relay-fd",
                     str(listener.fileno()),
                     "--api-port",

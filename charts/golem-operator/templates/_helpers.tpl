@@ -213,6 +213,10 @@ spec:
           value: {{ $values.operator.logFormat | quote }}
         - name: GOLEM_OPERATOR_LOG_LEVEL
           value: {{ $values.operator.logLevel | quote }}
+        {{- if $values.golem.imageRegistry }}
+        - name: GOLEM_OPERATOR_IMAGE_REGISTRY
+          value: {{ $values.golem.imageRegistry | quote }}
+        {{- end }}
         - name: POD_NAME
           valueFrom:
             fieldRef:

@@ -13,12 +13,23 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 #: GLM amounts travel as decimal strings (never floats): up to 18 decimals, like the token.
 GLM_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$"
 #: Durations as Kubernetes users write them: "90s", "15m", "2h", "1h30m".
 DURATION_PATTERN = r"^([0-9]{1,6}(h|m|s|ms))+$"
+
+#: Providers of the Golem network refuse agreements that end sooner than this from now
+#: (yagna's provider agent: min-agreement-expiration, 5 minutes).
+MIN_AGREEMENT_DURATION = "5m"
 
 GLMAmount = Annotated[str, StringConstraints(pattern=GLM_PATTERN, max_length=40)]
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
@@ -59,26 +70,80 @@ class Runtime(StrEnum):
 
 
 class Image(_Model):
-    """The VM image, named by exactly one of hash, tag or url."""
+    """The VM image, as the Golem SDKs name it: a registry tag, a hash, or a hash and a URL.
+
+    A tag, or a hash without a URL, is resolved through the Golem image registry
+    (``GET {registry}/v1/image/info``) to the image's sha3 hash and download URL, once: both
+    are recorded in ``status.image`` and every instance, replacement and renewal deploys those
+    bits until this field changes. A hash with a URL is used as it is (the provider's
+    exe-unit downloads the URL and verifies the hash).
+    """
 
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                "[has(self.hash), has(self.tag), has(self.url)].filter(x, x).size() == 1",
-                "exactly one of hash, tag or url must be set",
-            )
+                "has(self.tag) || has(self.hash) || has(self.url)",
+                "payload.image needs one of tag, hash or url",
+            ),
+            (
+                "!has(self.tag) || !has(self.hash)",
+                "payload.image.tag and payload.image.hash cannot both be set "
+                "(the registry resolves one or the other)",
+            ),
+            (
+                "!has(self.url) || has(self.hash)",
+                "payload.image.url needs payload.image.hash: the provider verifies the "
+                "downloaded image against it",
+                ".url",
+            ),
+            (
+                "!has(self.registry) || !has(self.url)",
+                "payload.image.registry is only used to resolve a tag or a hash without url",
+                ".registry",
+            ),
         ),
     )
 
     hash: Annotated[str, StringConstraints(pattern=r"^(sha3:)?[0-9a-f]{56,64}$")] | None = Field(
-        None, description="SHA3 hash of the image (hex), as published by gvmkit-build."
+        None,
+        description="SHA3 hash of the image (hex), as published by gvmkit-build. Alone, it is "
+        "resolved to a download URL through the registry; with url, it is used as it is.",
     )
     tag: Annotated[str, StringConstraints(pattern=r"^[a-z0-9._/-]+:[A-Za-z0-9._-]+$")] | None = (
-        Field(None, description="Registry tag of the image, e.g. golem/alpine:latest.")
+        Field(
+            None,
+            description="Registry tag of the image, e.g. golem/alpine:latest; resolved to a "
+            "hash and URL through the image registry.",
+        )
     )
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None = (
-        Field(None, description="Direct download URL of the image (gvmkit-squash).")
+        Field(
+            None,
+            description="Direct download URL of the image (gvmkit-squash); needs hash.",
+        )
     )
+    registry: (
+        Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(/\S*)?$", max_length=2048)]
+        | None
+    ) = Field(
+        None,
+        description="Golem image registry that resolves tag or hash, e.g. "
+        "https://registry.golem.network; absent means the operator's default "
+        "(GOLEM_OPERATOR_IMAGE_REGISTRY).",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Image:
+        # The CRD's CEL rules say the same at admission; this guards objects read otherwise.
+        if not (self.tag or self.hash or self.url):
+            raise ValueError("payload.image needs one of tag, hash or url")
+        if self.tag and self.hash:
+            raise ValueError("payload.image.tag and payload.image.hash cannot both be set")
+        if self.url and not self.hash:
+            raise ValueError("payload.image.url needs payload.image.hash")
+        if self.registry and self.url:
+            raise ValueError("payload.image.registry is only used to resolve a tag or a hash")
+        return self
 
 
 class Payload(_Model):
@@ -474,9 +539,16 @@ class GolemServiceSpec(_Model):
             ),
             (
                 "!has(self.agreementDuration) || "
-                "duration(self.agreementDuration) >= duration('30s')",
-                "agreementDuration must be at least 30s",
+                f"duration(self.agreementDuration) >= duration('{MIN_AGREEMENT_DURATION}')",
+                f"agreementDuration must be at least {MIN_AGREEMENT_DURATION} "
+                "(providers refuse shorter agreements)",
                 ".agreementDuration",
+            ),
+            (
+                "!has(self.renewBefore) || duration(self.renewBefore) < "
+                "duration(has(self.agreementDuration) ? self.agreementDuration : '1h')",
+                "renewBefore must be shorter than agreementDuration",
+                ".renewBefore",
             ),
         ),
     )
@@ -507,6 +579,14 @@ class GolemServiceSpec(_Model):
         description="How long each agreement lasts (e.g. 15m, 2h). Before it ends a "
         "replacement is started and the old instance stopped, so the replica count holds. "
         "(The SDK's `expiration`.)",
+    )
+    renew_before: Duration | None = Field(
+        None,
+        alias="renewBefore",
+        description="How long before an agreement ends its successor is started (e.g. 5m; "
+        "less than agreementDuration). Give it the time a start takes on the chosen providers "
+        "(a VM deploy can take minutes). Default: a fifth of agreementDuration, at least 10s "
+        "and at most 5m.",
     )
     market: Market = Field(
         default_factory=Market,

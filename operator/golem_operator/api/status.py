@@ -155,6 +155,19 @@ class Instance(_Status):
     )
 
 
+class ImageStatus(_Status):
+    """The image every instance deploys: spec.payload.image resolved to a hash and a URL."""
+
+    hash: str = Field(description="SHA3-224 hash of the image package (hex).")
+    url: str = Field(description="Where providers download the image package from.")
+    resolved_at: str = Field(alias="resolvedAt", description="When it was resolved (RFC 3339).")
+    source: dict[str, str] = Field(
+        default_factory=dict,
+        description="The spec.payload.image it was resolved from (resolved again only when "
+        "that changes, so replacements and renewals run the same bits).",
+    )
+
+
 class GolemServiceStatus(_Status):
     """Observed state of a GolemService."""
 
@@ -173,8 +186,22 @@ class GolemServiceStatus(_Status):
     allocation_id: str | None = Field(
         None, alias="allocationId", description="The payment allocation for the budget."
     )
+    allocation_pending: str | None = Field(
+        None,
+        alias="allocationPending",
+        description="An allocation being created: the expiry (RFC 3339, milliseconds) it "
+        "carries as its mark, so that one created just before a crash is found and adopted.",
+    )
+    allocation_budget: str | None = Field(
+        None,
+        alias="allocationBudget",
+        description="The spec.budget (GLM) the allocation was last sized for.",
+    )
     demand_id: str | None = Field(
         None, alias="demandId", description="The current market demand subscription."
+    )
+    image: ImageStatus | None = Field(
+        None, description="The resolved image (hash and URL) of the current demand."
     )
     avoided_providers: dict[str, str] = Field(
         default_factory=dict,

@@ -1,8 +1,9 @@
 """Demands and offer choice. Pure.
 
-Called by the service's market loop: ``build_demand`` turns a GolemService spec into the
-properties and constraints the official SDKs publish; ``choose_offers`` filters proposals by
-price caps, provider lists and avoided providers, cheapest first.
+Called by the service's market loop: ``build_demand`` turns a GolemService spec and its
+resolved image into the properties and constraints the official SDKs publish;
+``choose_offers`` filters proposals by price caps, provider lists and avoided providers,
+cheapest first.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from golem_operator.api.spec import GolemServiceSpec, parse_duration
+from golem_operator.core.images import ResolvedImage
 from golem_operator.core.payments import LinearPrice, PriceCaps
 
 
@@ -22,33 +24,80 @@ class DemandSpec:
     constraints: str
 
 
-def task_package(spec: GolemServiceSpec) -> str:
-    image = spec.payload.image
-    if image.hash:
-        digest = image.hash.removeprefix("sha3:")
-        return f"hash:sha3:{digest}:{image.url or ''}"
-    if image.url:
-        return f"url:{image.url}"
-    return f"tag:{image.tag}"
+#: Published expirations run this much past agreementDuration: a provider checks the expiration
+#: against its own clock when it answers, a moment after the requestor computed it, and refuses
+#: one ending less than its minimum (5 minutes) from then.
+EXPIRATION_SLACK = timedelta(seconds=30)
+
+#: Providers end an agreement on which no activity was created within 90 s of its approval
+#: (yagna's provider agent, NoActivity). The operator creates the activity at once; when a
+#: start reaches the activity later than this after approval (a restart or an outage in
+#: between), the agreement is ended as a failed start instead of racing the provider.
+ACTIVITY_WINDOW = timedelta(seconds=60)
+
+
+#: Providers end agreements longer than this whose terms lack a debit-note acceptance deadline,
+#: and require mid-agreement payments (a payment timeout) from NEEDS_PAYMENTS on.
+NEEDS_DEADLINE = timedelta(minutes=30)
+NEEDS_PAYMENTS = timedelta(hours=10)
+ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
+PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec?"
+
+
+def draft_problem(draft: dict[str, Any], duration: timedelta) -> str | None:
+    """What a provider's Draft lacks for an agreement this long, or None: the terms the
+    demand published must have survived the negotiation."""
+    if duration > NEEDS_DEADLINE and not draft.get(ACCEPT_TIMEOUT):
+        return f"the provider's terms drop {ACCEPT_TIMEOUT} (needed beyond 30m)"
+    if duration >= NEEDS_PAYMENTS and not draft.get(PAYMENT_TIMEOUT):
+        return f"the provider's terms drop {PAYMENT_TIMEOUT} (needed from 10h)"
+    return None
+
+
+def agreement_end(spec: GolemServiceSpec, now: datetime) -> datetime:
+    """When an agreement negotiated now ends (its golem.srv.comp.expiration)."""
+    return now + parse_duration(spec.agreement_duration) + EXPIRATION_SLACK
+
+
+def agreement_seconds(spec: GolemServiceSpec) -> Decimal:
+    """How long an agreement may be billed, in whole seconds: agreementDuration plus the
+    expiration slack (the most it could cost is priced over this)."""
+    return Decimal(
+        int((parse_duration(spec.agreement_duration) + EXPIRATION_SLACK).total_seconds())
+    )
+
+
+def activity_window_missed(
+    approved_at: str | None, now: datetime, window: timedelta = ACTIVITY_WINDOW
+) -> bool:
+    """Whether an approved agreement without an activity is too old to start one on."""
+    if approved_at is None:
+        return False
+    return now - datetime.fromisoformat(approved_at) > window
 
 
 def build_demand(
     spec: GolemServiceSpec,
     *,
+    image: ResolvedImage,
     now: datetime,
     node_name: str,
     requestor_address: str | None = None,
     decorations: tuple[dict[str, Any], list[str]] | None = None,
 ) -> DemandSpec:
-    """The demand for one service: payload, market and payment properties; LDAP constraints."""
+    """The demand for one service: payload, market and payment properties; LDAP constraints.
+
+    ``image`` is spec.payload.image resolved (core.images): the task package names its hash and
+    download URL, the only form a provider's exe-unit deploys.
+    """
     payload, market = spec.payload, spec.market
     platform = market.payment.platform
-    expiration = now + parse_duration(spec.agreement_duration)
+    expiration = agreement_end(spec, now)
     properties: dict[str, Any] = {
         "golem.node.id.name": node_name,
         "golem.node.debug.subnet": market.subnet_tag,
         "golem.srv.comp.expiration": int(expiration.timestamp() * 1000),
-        "golem.srv.comp.task_package": task_package(spec),
+        "golem.srv.comp.task_package": image.task_package,
         "golem.srv.comp.vm.package_format": "gvmkit-squash",
         "golem.com.payment.debit-notes.accept-timeout?": 240,
         "golem.com.payment.chosen-platform": platform,
@@ -138,7 +187,7 @@ def evaluate_offer(
     violation = price_caps(spec).violation(price)
     if violation:
         return Refusal(offer, violation)
-    duration = Decimal(int(parse_duration(spec.agreement_duration).total_seconds()))
+    duration = agreement_seconds(spec)
     return Choice(offer, price, price.max_cost(duration))
 
 
@@ -158,7 +207,7 @@ def choose_offers(
 def next_instance_cost(spec: GolemServiceSpec, cheapest_seen: Decimal | None) -> Decimal:
     """The most one more instance could cost: from the caps, else the cheapest offer seen."""
     caps = price_caps(spec)
-    duration = Decimal(int(parse_duration(spec.agreement_duration).total_seconds()))
+    duration = agreement_seconds(spec)
     if caps.start is not None and caps.cpu_per_hour is not None and caps.env_per_hour is not None:
         # Threads are unknown until an offer arrives: count the minimum the payload asks for.
         threads = spec.payload.min_cpu_threads

@@ -2,13 +2,15 @@
 
 Called by the market (offer choice, budget) and by the payment processor (debit notes and
 invoices). Amounts are Decimals, never floats. A debit note or invoice is accepted only when it
-is within what the agreed prices allow for the time elapsed and within the budget.
+is within what the agreed prices allow for the time elapsed and within the budget. The
+allocation's size follows the budget (``allocation_size``); an allocation created just before
+a crash is found again by the mark it was created with (``allocation_mark``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation, localcontext
 from typing import Any
 
@@ -212,3 +214,65 @@ def check_unowned(
 def next_backoff(current: float, *, cap: float) -> float:
     """The next retry delay: doubled, at most `cap`."""
     return min(current * 2, cap)
+
+
+# --- the allocation ----------------------------------------------------------------------------
+
+#: Allocations expire this long after they are created (they are released with the service).
+ALLOCATION_LIFETIME = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class AllocationSize:
+    """The total an allocation should have, and by how much the budget misses what is owed."""
+
+    total: Decimal
+    #: spent + committed - budget when positive: the budget is below what was already spent
+    #: or promised to open agreements (the allocation keeps what they may still cost).
+    shortfall: Decimal
+
+
+def allocation_size(
+    *, budget: Decimal, spent: Decimal, committed: Decimal, allocation_spent: Decimal
+) -> AllocationSize:
+    """The allocation's total for a budget: what the allocation already paid out plus what
+    the budget leaves, never less than what open agreements may still cost (nor what was paid:
+    the daemon refuses a total below its spent amount)."""
+    left = budget - spent
+    keep = max(left, committed, Decimal(0))
+    return AllocationSize(
+        total=allocation_spent + keep,
+        shortfall=max(spent + committed - budget, Decimal(0)),
+    )
+
+
+def allocation_mark(now: datetime, entropy: int) -> datetime:
+    """The expiry a new allocation is created with, doubling as its mark: a year ahead, at
+    millisecond precision, its milliseconds drawn at random (entropy in [0, 1000)). The daemon
+    keeps no free-form field on an allocation; its expiry is stored and listed as given."""
+    base = (now + ALLOCATION_LIFETIME).replace(microsecond=0)
+    return base + timedelta(milliseconds=entropy % 1000)
+
+
+def carries_mark(timeout: datetime | None, mark: datetime) -> bool:
+    """Whether an allocation's expiry is the mark (compared to the millisecond)."""
+    if timeout is None:
+        return False
+    return abs((timeout - mark).total_seconds()) < 0.0005
+
+
+def find_marked(
+    allocations: list[tuple[str, datetime | None, str | None, str | None]],
+    mark: datetime,
+    *,
+    platform: str,
+    address: str,
+) -> list[str]:
+    """Ids of the allocations (id, expiry, platform, address) created with the mark."""
+    return [
+        allocation_id
+        for allocation_id, timeout, their_platform, their_address in allocations
+        if carries_mark(timeout, mark)
+        and their_platform == platform
+        and (their_address or "").lower() == address.lower()
+    ]

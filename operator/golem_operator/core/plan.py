@@ -91,8 +91,12 @@ def choose_to_stop(instances: list[Instance], count: int) -> list[Instance]:
     return sorted(instances, key=key)[: max(count, 0)]
 
 
-def expiry_margin(duration: timedelta) -> timedelta:
-    """How long before an agreement ends its replacement is started."""
+def expiry_margin(duration: timedelta, renew_before: timedelta | None = None) -> timedelta:
+    """How long before an agreement ends its replacement is started: spec.renewBefore when
+    given (admission keeps it below agreementDuration), else a fifth of the duration within
+    [10s, 5m]."""
+    if renew_before is not None:
+        return min(renew_before, duration)
     return min(max(duration * 0.2, timedelta(seconds=10)), timedelta(minutes=5))
 
 
@@ -103,6 +107,7 @@ def plan(
     now: datetime,
     agreement_duration: timedelta,
     budget: Budget,
+    renew_before: timedelta | None = None,
     deleting: bool = False,
     keep_terminated: int = 20,
 ) -> list[Action]:
@@ -132,7 +137,7 @@ def plan(
 
     # Expiration: a Running instance near its agreement's end gets a replacement; once the
     # replacement runs, the old one is stopped. The replica count holds throughout.
-    margin = expiry_margin(agreement_duration)
+    margin = expiry_margin(agreement_duration, renew_before)
     renewals: list[str] = []
     for instance in live:
         expires = _time(instance.agreement_expires_at)

@@ -14,11 +14,13 @@ from golem_operator.api.status import (
     Condition,
     ConditionType,
     GolemServiceStatus,
+    ImageStatus,
     Instance,
     Phase,
 )
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import plan as planning
+from golem_operator.core.images import ResolvedImage
 from golem_operator.core.states import Event, next_state
 
 MESSAGE_CAP = 1024
@@ -109,6 +111,23 @@ def agreement_end(instance: Instance, now: datetime) -> datetime:
         return now
     recorded = instance.terminated_at or instance.last_transition_time
     return datetime.fromisoformat(recorded) if recorded else now
+
+
+def record_image(
+    status: GolemServiceStatus, image: ResolvedImage, source: dict[str, str], now: datetime
+) -> bool:
+    """Record the image the demand names; True if it changed (a new resolution)."""
+    current = status.image
+    if current is not None and (current.hash, current.url, current.source) == (
+        image.hash,
+        image.url,
+        source,
+    ):
+        return False
+    status.image = ImageStatus(
+        hash=image.hash, url=image.url, resolved_at=iso(now), source=dict(source)
+    )
+    return True
 
 
 def release_golem_objects(instance: Instance) -> None:

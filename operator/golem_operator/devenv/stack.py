@@ -114,6 +114,20 @@ class LocalNetProcess:
         with self.client() as http:
             http.post(f"/_localnet/providers/{provider}/faults", json=faults).raise_for_status()
 
+    def images(self) -> list[dict[str, Any]]:
+        with self.client() as http:
+            response = http.get("/_localnet/images")
+            response.raise_for_status()
+            result: list[dict[str, Any]] = response.json()
+            return result
+
+    def retag(self, tag: str, image_hash: str) -> None:
+        """Point a registry tag at another of the network's images."""
+        with self.client() as http:
+            http.post(
+                "/_localnet/images/tags", json={"tag": tag, "hash": image_hash}
+            ).raise_for_status()
+
     def crash(self, activity_id: str) -> None:
         with self.client() as http:
             http.post(f"/_localnet/activities/{activity_id}/crash").raise_for_status()
@@ -129,10 +143,16 @@ class OperatorProcess:
     key_file: Path
     namespaces: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The image registry; by default the Golem daemon's URL, since the stack's daemon is the
+    #: local network, which serves the registry API for its images.
+    image_registry: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
     starts: int = 0
+    #: kopf peering name and priority (standby replicas); standalone when None
+    peering: str | None = None
+    priority: int = 0
 
     @property
     def log(self) -> Path:
@@ -150,9 +170,14 @@ class OperatorProcess:
             "GOLEM_OPERATOR_HEALTH_PORT": str(self.health_port),
             "GOLEM_OPERATOR_STATUS_INTERVAL": "0.5",
             "GOLEM_OPERATOR_BIND_ADDRESS": "127.0.0.1",
+            "GOLEM_OPERATOR_IMAGE_REGISTRY": self.image_registry or self.golem_url,
             **self.extra_env,
         }
-        args = [sys.executable, "-m", "golem_operator.cli", "run", "--standalone"]
+        args = [sys.executable, "-m", "golem_operator.cli", "run"]
+        if self.peering:
+            args += ["--peering", self.peering, "--priority", str(self.priority)]
+        else:
+            args.append("--standalone")
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
         if not self.namespaces:

@@ -203,6 +203,20 @@ class MarketApi:
         )
         return parse_model(response, Agreement)
 
+    async def cancel_agreement(self, agreement_id: str, reason: ReasonArg = None) -> None:
+        """POST /agreements/{id}/cancel: withdraw an agreement the provider has not decided.
+
+        For an agreement in `Proposal` (created, never confirmed) or `Pending` (confirmed, not
+        yet approved) state. Raises `GolemGone` (410) once it is past those states (approved,
+        rejected, cancelled, expired, terminated): an Approved one must be terminated instead.
+        """
+        await self._requester.request(
+            "POST",
+            f"{BASE}/agreements/{{agreementId}}/cancel",
+            path_params={"agreementId": agreement_id},
+            body=_reason_body(reason),
+        )
+
     async def terminate_agreement(self, agreement_id: str, reason: ReasonArg = None) -> None:
         """POST /agreements/{id}/terminate: end an approved agreement.
 

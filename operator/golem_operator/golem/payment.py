@@ -45,6 +45,7 @@ BASE: Final = "/payment-api/v1"
 
 _DEBIT_NOTE_EVENTS: Final = TypeAdapter(list[DebitNoteEvent])
 _INVOICE_EVENTS: Final = TypeAdapter(list[InvoiceEvent])
+_ALLOCATIONS: Final = TypeAdapter(list[Allocation])
 
 Amount = Decimal | str
 """A GLM amount; floats are refused because they cannot hold exact decimal amounts."""
@@ -116,6 +117,40 @@ class PaymentApi:
             "GET",
             f"{BASE}/allocations/{{allocationId}}",
             path_params={"allocationId": allocation_id},
+        )
+        return parse_model(response, Allocation)
+
+    async def list_allocations(self, expiring_after: datetime | None = None) -> list[Allocation]:
+        """GET /allocations: the requestor's allocations that are not released.
+
+        `expiring_after` is sent as afterTimestamp, which yagna 0.17.6 compares with each
+        allocation's expiry (timeout), not its creation time.
+        """
+        params = {"afterTimestamp": wire_datetime(expiring_after)} if expiring_after else None
+        response = await self._requester.request("GET", f"{BASE}/allocations", params=params)
+        return parse_adapted(response, _ALLOCATIONS, "list of allocations")
+
+    async def amend_allocation(
+        self,
+        allocation_id: str,
+        total_amount: Amount | None = None,
+        timeout: datetime | None = None,  # noqa: ASYNC109
+    ) -> Allocation:
+        """PUT /allocations/{id}: change the total (never below what was spent) or expiry.
+
+        yagna answers 400 when the new total is below the spent amount or the expiry is in
+        the past, 410 (`GolemGone`) when the allocation was released.
+        """
+        body: dict[str, str] = {}
+        if total_amount is not None:
+            body["totalAmount"] = str(_amount(total_amount))
+        if timeout is not None:
+            body["timeout"] = wire_datetime(timeout)
+        response = await self._requester.request(
+            "PUT",
+            f"{BASE}/allocations/{{allocationId}}",
+            path_params={"allocationId": allocation_id},
+            body=body,
         )
         return parse_model(response, Allocation)
 

@@ -44,8 +44,17 @@ class Kube:
     async def close(self) -> None:
         await self.api.close()
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
-        """Merge-patch the status; False when the object is gone."""
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], uid: str = ""
+    ) -> bool:
+        """Merge-patch the status; False when the object is gone.
+
+        With `uid`, the patch is refused (Conflict) when the name now belongs to another
+        object: a gone object's worker never writes into its successor's status.
+        """
+        body: dict[str, Any] = {"status": status}
+        if uid:
+            body["metadata"] = {"uid": uid}
         self.writes += 1
         try:
             # The answer is the whole object: read, never parsed (its JSON decoding was the
@@ -56,7 +65,7 @@ class Kube:
                 namespace,
                 constants.PLURAL,
                 name,
-                {"status": status},
+                body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
                 _preload_content=False,
             )
@@ -65,7 +74,7 @@ class Kube:
                 if not 200 <= response.status <= 299:
                     raise ApiException(status=response.status, reason=response.reason)
         except ApiException as error:
-            if error.status == 404:
+            if error.status == 404 or (uid and error.status == 409):
                 return False
             raise
         return True
@@ -112,12 +121,50 @@ class Kube:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The GolemService as the API server has it now, or None once it is gone."""
+        try:
+            found = await self.custom.get_namespaced_custom_object(
+                constants.GROUP, constants.VERSION, namespace, constants.PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found)
+
+    async def peering_status(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """The peers recorded in a kopf peering object (None when it does not exist)."""
+        try:
+            if namespace is None:
+                found = await self.custom.get_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", name
+                )
+            else:
+                found = await self.custom.get_namespaced_custom_object(
+                    "kopf.dev", "v1", namespace, "kopfpeerings", name
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found.get("status") or {})
+
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         secret = await self.core.read_namespaced_secret(name, namespace)
         data = secret.data or {}
         if key not in data:
             raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key])
+
+    async def read_secret(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, str], dict[str, bytes]]:
+        """A Secret's labels and decoded data."""
+        secret = await self.core.read_namespaced_secret(name, namespace)
+        labels = dict(secret.metadata.labels or {}) if secret.metadata else {}
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return labels, data
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> bytes:
         cm = await self.core.read_namespaced_config_map(name, namespace)

@@ -14,7 +14,7 @@ import kopf
 from golem_operator import constants
 from golem_operator.config import OperatorConfig
 from golem_operator.handlers.diffbase import DigestingDiffBaseStorage
-from golem_operator.handlers.engine import Engine, force_delete_requested
+from golem_operator.handlers.engine import Engine, Peering, force_delete_requested
 from golem_operator.handlers.kube import Kube
 from golem_operator.observability import metrics
 
@@ -49,7 +49,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if memo.get("metrics", True) and config.metrics_port:
         metrics.serve(config.metrics_port, config.bind_address)
     kube = await Kube.connect()
-    _state["engine"] = Engine(config, kube)
+    peering = None
+    if memo.get("peering"):
+        peering = Peering(
+            memo["peering"],
+            memo["identity"],
+            int(memo.get("priority") or 0),
+            None if memo.get("clusterwide", True) else list(memo.get("namespaces") or []),
+        )
+    _state["engine"] = Engine(config, kube, peering)
     engine().start()
 
 
@@ -71,6 +79,14 @@ def alive(**_: Any) -> bool:
 @kopf.on.update(*RESOURCE, field="spec")
 async def sync(body: kopf.Body, **_: Any) -> None:
     engine().sync(dict(body))
+
+
+@kopf.on.event(*RESOURCE)
+async def observe(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    # The object left the API server: normally after its finalizer ran (nothing left to do),
+    # else without it (stripped by hand): its worker must not go on renting for it.
+    if event.get("type") == "DELETED":
+        engine().gone(dict(body))
 
 
 @kopf.on.delete(*RESOURCE)

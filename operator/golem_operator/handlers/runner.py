@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
+import socket
 
 import kopf
+from kopf._core.engines import peering
 
 from golem_operator.config import ConfigError, OperatorConfig
 from golem_operator.observability import logs
@@ -40,17 +44,29 @@ def run(args: argparse.Namespace) -> int:
 
     namespaces = list(args.namespace) or list(config.namespaces)
     clusterwide = args.all_namespaces or not namespaces
+    # Known to the engine too: it reads its own entry in the peering object to pause its
+    # tasks when kopf pauses its handlers.
+    identity = f"golem-operator@{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
     asyncio.run(
         kopf.operator(
             standalone=not args.peering,
             peering_name=args.peering,
             priority=args.priority,
+            identity=peering.Identity(identity),
             namespaces=[] if clusterwide else namespaces,
             clusterwide=clusterwide,
             liveness_endpoint=f"http://{config.bind_address}:{config.health_port}/healthz"
             if config.health_port
             else None,
-            memo=kopf.Memo(config=config, metrics=not args.no_metrics, peering=args.peering),
+            memo=kopf.Memo(
+                config=config,
+                metrics=not args.no_metrics,
+                peering=args.peering,
+                priority=args.priority,
+                identity=identity,
+                namespaces=namespaces,
+                clusterwide=clusterwide,
+            ),
         )
     )
     return 0

@@ -98,7 +98,7 @@ async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None
             return None, f"the activity is {state.state[0]}"
         return True, ""
     try:
-        contents = await uploads.resolve(worker, list(script.commands))
+        contents = await uploads.resolve(worker, list(script.commands), "lifecycle.run")
     except uploads.UploadError as error:
         return False, str(error)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -22,13 +23,30 @@ from golem_operator.api.status import GolemServiceStatus, Instance
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import plan as planning
 from golem_operator.core import transactions as tx
+from golem_operator.core.images import (
+    ImageQuery,
+    ImageResolutionError,
+    ResolvedImage,
+    image_source,
+    plan_image,
+)
 from golem_operator.core.market import (
     AVOID_FOR,
+    agreement_seconds,
     avoided_providers,
     build_demand,
     next_instance_cost,
 )
-from golem_operator.core.payments import LinearPrice, check_payable, life_seconds
+from golem_operator.core.payments import (
+    AllocationSize,
+    LinearPrice,
+    allocation_mark,
+    allocation_size,
+    check_payable,
+    find_marked,
+    life_seconds,
+)
+from golem_operator.core.redaction import Redactor
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
@@ -38,7 +56,7 @@ from golem_operator.golem import (
     GolemUnauthorized,
     GolemUnavailable,
 )
-from golem_operator.handlers import running, starting, stopping
+from golem_operator.handlers import running, starting, stopping, uploads
 from golem_operator.handlers.daemons import Daemon
 from golem_operator.handlers.status import StatusWriter
 from golem_operator.observability import logs, metrics
@@ -49,6 +67,8 @@ if TYPE_CHECKING:
     from golem_operator.handlers.engine import Engine
 
 RECONCILE_PERIOD = 2.0
+#: Longest wait between two registry queries for an image that failed to resolve.
+IMAGE_RETRY_MAX = 60.0
 
 
 def utcnow() -> datetime:
@@ -68,6 +88,8 @@ class ServiceWorker:
         self.spec_error: str | None = None
         self.status = GolemServiceStatus.model_validate(body.get("status") or {})
         self.deleting = False
+        #: The object is gone (no finalizer ran): settling without writing status.
+        self.orphaned = False
         self.deleted = asyncio.Event()
         self.daemon: Daemon | None = None
         self.market: ServiceMarket | None = None
@@ -75,6 +97,9 @@ class ServiceWorker:
         self.drivers: dict[str, asyncio.Task[None]] = {}
         self.stop_signals: dict[str, asyncio.Event] = {}
         self.wake = asyncio.Event()
+        #: Uploaded Secret content to keep out of status, Events and logs.
+        self.redactor = Redactor()
+        self._secrets_generation = -1
         self.writer = StatusWriter(
             self._snapshot, self._patch, engine.config.status_interval, body.get("status") or {}
         )
@@ -93,6 +118,9 @@ class ServiceWorker:
         self.start_blocked: str | None = None
         #: Budget held by instances negotiating right now (name -> most it could cost).
         self.reserved: dict[str, Decimal] = {}
+        self._demand_spec: GolemServiceSpec | None = None
+        #: The last failed registry query: (query, next try, backoff seconds, message).
+        self._image_retry: tuple[ImageQuery, datetime, float, str] | None = None
         self.update(body)
 
     # --- lifecycle of the worker itself ---------------------------------------------------
@@ -101,8 +129,31 @@ class ServiceWorker:
         self.writer.start()
         self._task = asyncio.create_task(self._main(), name=f"service-{self.namespace}/{self.name}")
 
+    def orphan(self, why: str) -> None:
+        """The object is gone (`why`): end and settle its Golem objects, write nothing more.
+
+        What the worker holds is known only to it now (the status it wrote is gone with the
+        object), so it is settled as a deletion would — stop scripts, terminations, invoices,
+        the allocation and demand released — rather than left open and untracked.
+        """
+        held = [i.agreement_id for i in self.status.instances if i.agreement_id and not i.settled]
+        self.log.warning(
+            "GolemService uid %s %s: stopping its instances and settling its agreements %s "
+            "as a deletion would",
+            self.uid,
+            why,
+            held,
+        )
+        self.orphaned = True
+        self.writer.gone = True
+        self.deleting = True
+        self.wake.set()
+
     async def close(self) -> None:
-        """Stop driving (operator shutdown): Golem objects stay, recorded in status."""
+        """Stop driving (operator shutdown or pause): Golem objects stay, recorded in status.
+
+        A closed worker can be started again (`start`): it re-adopts what its status holds.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,8 +163,10 @@ class ServiceWorker:
         for task in list(self.drivers.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.drivers.clear()
         if self.market is not None:
             await self.market.close(unsubscribe=False)
+            self.market = None
         await self.writer.close()
 
     def update(self, body: dict[str, Any]) -> None:
@@ -137,11 +190,18 @@ class ServiceWorker:
         return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
 
     def _snapshot(self) -> dict[str, Any]:
-        return self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        # The one way status leaves the operator: uploaded Secret content is replaced here.
+        body = self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        redacted: dict[str, Any] = self.redactor.tree(body)
+        return redacted
+
+    def post_event(self, reason: str, message: str, warning: bool = False) -> None:
+        """A Kubernetes Event about this service, without uploaded Secret content."""
+        self.engine.kube.event_soon(self.ref, reason, self.redactor.text(message), warning)
 
     async def _patch(self, body: dict[str, Any]) -> bool:
         metrics.STATUS_PATCHES.labels(self.namespace, self.name).inc()
-        return await self.engine.kube.patch_status(self.namespace, self.name, body)
+        return await self.engine.kube.patch_status(self.namespace, self.name, body, self.uid)
 
     # --- the reconcile loop ---------------------------------------------------------------
 
@@ -199,14 +259,16 @@ class ServiceWorker:
         status = self.status
         return bool(
             status.allocation_id
+            or status.allocation_pending
             or status.demand_id
             or any(i.agreement_id or i.activity_id for i in status.instances)
         )
 
     def _set_problem(self, reason: str, message: str) -> None:
+        message = self.redactor.text(message)
         if self.problem != (reason, message):
             self.log.warning("%s: %s", reason, message)
-            self.engine.kube.event_soon(self.ref, reason, message, warning=True)
+            self.post_event(reason, message, warning=True)
         self.problem = (reason, message)
         metrics.RECONCILE_ERRORS.labels(self.namespace, self.name, reason).inc()
         self._summarize()
@@ -254,39 +316,163 @@ class ServiceWorker:
         if self.status.allocation_id:
             try:
                 await client.payment.get_allocation(self.status.allocation_id)
-            except GolemNotFound:
+            except (GolemNotFound, GolemGone):
                 self.status.allocation_id = None
-        if self.status.allocation_id is None and not self.deleting:
-            allocation = await client.payment.create_allocation(
-                self.spec.budget_glm - Decimal(self.status.spent),
-                self.spec.market.payment.platform,
-                self.daemon.address,
-                timeout=utcnow() + timedelta(days=365),
-            )
-            self.status.allocation_id = allocation.allocation_id
-            self.writer.changed()
-            await self.writer.flush()
+                self.status.allocation_budget = None
+        if self.status.allocation_id is None and self.status.allocation_pending:
+            await self._recover_allocation()
+        await self._ensure_allocation()
         # Events of an old subscription were consumed by the previous run: start afresh. A
         # crash right after subscribing leaves a demand that status never recorded: withdraw
         # every demand published under this service's node name.
         stale = {self.status.demand_id} if self.status.demand_id else set()
-        with contextlib.suppress(GolemError):
-            stale |= {
-                d.demand_id
-                for d in await client.market.list_demands()
-                if d.properties.get("golem.node.id.name") == self.node_name
-            }
-        for demand_id in stale:
+        # A gone object's worker leaves alone the demands of a new object of the same name.
+        if not self.orphaned:
             with contextlib.suppress(GolemError):
+                stale |= {
+                    d.demand_id
+                    for d in await client.market.list_demands()
+                    if d.properties.get("golem.node.id.name") == self.node_name
+                }
+        for demand_id in stale:
+            with contextlib.suppress(GolemNotFound, GolemGone):
                 await client.market.unsubscribe_demand(demand_id)
         self.status.demand_id = None
-        if not self.deleting:
-            await self._subscribe()
+        # reconcile publishes the demand once the image is resolved.
         for instance in self.status.instances:
             self._ensure_driver(instance)
 
+    async def _recover_allocation(self) -> None:
+        """An allocation was being created when the operator stopped: find it by its mark,
+        adopt one and release any other (status never recorded them)."""
+        assert self.daemon is not None and self.spec is not None
+        assert self.status.allocation_pending is not None
+        client = self.daemon.client
+        mark = datetime.fromisoformat(self.status.allocation_pending)
+        listed = await client.payment.list_allocations(expiring_after=mark - timedelta(seconds=1))
+        found = find_marked(
+            [
+                (a.allocation_id, a.timeout, _platform_name(a.payment_platform), a.address)
+                for a in listed
+            ],
+            mark,
+            platform=self.spec.market.payment.platform,
+            address=self.daemon.address,
+        )
+        if found and not self.deleting:
+            adopted, extra = found[0], found[1:]
+            self.status.allocation_id = adopted
+            self.status.allocation_budget = None  # its size is checked against the budget next
+            self.log.info("adopted allocation %s created before a restart", adopted)
+            self.engine.kube.event_soon(
+                self.ref, "AllocationAdopted", f"allocation {adopted} created before a restart"
+            )
+        else:
+            extra = found
+        for allocation_id in extra:
+            with contextlib.suppress(GolemNotFound, GolemGone):
+                await client.payment.release_allocation(allocation_id)
+            self.log.info("released allocation %s created before a restart", allocation_id)
+        self.status.allocation_pending = None
+        self.writer.changed()
+        await self.writer.flush()
+
+    async def _ensure_allocation(self) -> None:
+        """One allocation, sized to the budget: created when missing (its mark on record
+        first), amended when spec.budget changed since it was last sized."""
+        assert self.daemon is not None and self.spec is not None
+        if self.deleting:
+            return
+        client = self.daemon.client
+        if self.status.allocation_id is None:
+            mark = allocation_mark(utcnow(), secrets.randbelow(1000))
+            self.status.allocation_pending = mark.isoformat(timespec="milliseconds")
+            self.writer.changed()
+            await self.writer.flush()
+            size = self._allocation_size(Decimal(0))
+            allocation = await client.payment.create_allocation(
+                size.total,
+                self.spec.market.payment.platform,
+                self.daemon.address,
+                timeout=mark,
+            )
+            crashpoint("allocation-created")
+            self.status.allocation_id = allocation.allocation_id
+            self.status.allocation_budget = self.spec.budget
+            self.status.allocation_pending = None
+            self.writer.changed()
+            await self.writer.flush()
+            return
+        if self.status.allocation_budget == self.spec.budget:
+            return
+        budget = self.spec.budget
+        allocation = await client.payment.get_allocation(self.status.allocation_id)
+        size = self._allocation_size(allocation.spent_amount)
+        if size.total != allocation.total_amount:
+            await client.payment.amend_allocation(self.status.allocation_id, size.total)
+            self.log.info(
+                "allocation %s amended: %s -> %s GLM (budget %s GLM)",
+                self.status.allocation_id,
+                allocation.total_amount,
+                size.total,
+                budget,
+            )
+            self.engine.kube.event_soon(
+                self.ref,
+                "AllocationAmended",
+                f"allocation {allocation.total_amount.normalize()} -> "
+                f"{size.total.normalize()} GLM for budget {budget} GLM",
+            )
+        self.status.allocation_budget = budget
+        self.writer.changed()
+
+    def _allocation_size(self, allocation_spent: Decimal) -> AllocationSize:
+        budget = self.budget()
+        return allocation_size(
+            budget=budget.total,
+            spent=budget.spent,
+            committed=budget.committed,
+            allocation_spent=allocation_spent,
+        )
+
+    async def _resolve_image(self) -> ResolvedImage:
+        """spec.payload.image as hash and URL: the recorded one while the spec names it still."""
+        assert self.spec is not None
+        image = self.spec.payload.image
+        planned = plan_image(image, self.status.image, self.engine.config.image_registry)
+        if isinstance(planned, ImageQuery):
+            now = utcnow()
+            retry = self._image_retry
+            if retry is not None and retry[0] == planned and now < retry[1]:
+                raise ConfigProblem("ImageResolutionFailed", retry[3])
+            try:
+                resolved = await self.engine.images.resolve(planned)
+            except ImageResolutionError as error:
+                # Asked again with backoff (the reconcile loop passes every few seconds).
+                delay = 1.0
+                if self._image_retry is not None and self._image_retry[0] == planned:
+                    delay = min(self._image_retry[2] * 2, IMAGE_RETRY_MAX)
+                self._image_retry = (planned, now + timedelta(seconds=delay), delay, str(error))
+                raise ConfigProblem("ImageResolutionFailed", str(error)) from None
+            self._image_retry = None
+            what = planned.describe()
+        else:
+            resolved = planned
+            what = "payload.image"
+        if tx.record_image(self.status, resolved, image_source(image), utcnow()):
+            self.engine.kube.event_soon(
+                self.ref,
+                "ImageResolved",
+                f"{what}: sha3 {resolved.hash} at {resolved.url}",
+            )
+            self.writer.changed()
+            # Recorded before any demand names it: renewals and restarts deploy these bits.
+            await self.writer.flush()
+        return resolved
+
     async def _subscribe(self) -> None:
         assert self.daemon is not None and self.spec is not None
+        image = await self._resolve_image()
         decorations = None
         if self.status.allocation_id:
             with contextlib.suppress(GolemError):
@@ -296,6 +482,7 @@ class ServiceWorker:
                 decorations = (deco.properties_dict(), list(deco.constraints))
         demand = build_demand(
             self.spec,
+            image=image,
             now=utcnow(),
             node_name=self.node_name,
             requestor_address=self.daemon.address,
@@ -333,26 +520,39 @@ class ServiceWorker:
         metrics.RECONCILES.labels(self.namespace, self.name).inc()
         spec = self.spec
         now = utcnow()
+        if self._secrets_generation != self.generation:
+            await uploads.remember_secrets(self)
+            self._secrets_generation = self.generation
         if not self.deleting and self.market is not None and self._demand_spec != spec:
             # Payload or market changed: publish a new demand; running instances stay.
             old = self.market
             self.market = None
             await old.close(unsubscribe=True)
-            await self._subscribe()
+            self.status.demand_id = None
+            self.writer.changed()
         if self.market is not None and not self.market.alive and not self.deleting:
             # The demand expired or vanished (e.g. a daemon restart): publish a new one.
             self.log.info("demand %s is gone; subscribing again", self.market.subscription_id)
             old = self.market
             self.market = None
             await old.close(unsubscribe=False)
+        image_problem: tuple[str, str] | None = None
         if self.market is None and not self.deleting:
-            await self._subscribe()
+            # No demand (hence no renting) until the image is resolved; the rest of the pass
+            # (scaling, stopping) goes on meanwhile.
+            try:
+                await self._subscribe()
+            except ConfigProblem as error:
+                image_problem = (error.reason, str(error))
+        if not self.deleting:
+            await self._ensure_allocation()
         actions = planning.plan(
             replicas=spec.replicas,
             instances=self.status.instances,
             now=now,
             agreement_duration=parse_duration(spec.agreement_duration),
             budget=self.budget(),
+            renew_before=parse_duration(spec.renew_before) if spec.renew_before else None,
             deleting=self.deleting,
         )
         for action in actions:
@@ -397,6 +597,21 @@ class ServiceWorker:
                 self.log.warning("%s: %s", *tasks_problem)
                 self.engine.kube.event_soon(self.ref, *tasks_problem, warning=True)
             self.problem = tasks_problem
+        shortfall = self._allocation_size(Decimal(0)).shortfall
+        if shortfall > 0 and not self.deleting and daemon_problem is None:
+            budget = self.budget()
+            self.problem = (
+                "BudgetBelowCommitted",
+                f"spec.budget {spec.budget} GLM is below what was spent ({budget.spent.normalize()}"
+                f" GLM) plus what open agreements may still cost "
+                f"({budget.committed.normalize()} GLM): short by {shortfall.normalize()} GLM; "
+                "the allocation keeps what they may cost, no new instance starts",
+            )
+        if image_problem is not None:
+            if previous != image_problem:
+                self.log.warning("%s: %s", *image_problem)
+                self.engine.kube.event_soon(self.ref, *image_problem, warning=True)
+            self.problem = image_problem
         if self.start_blocked and not self.deleting:
             self.problem = ("UploadSourceInvalid", self.start_blocked)
         if self.spec_error:
@@ -426,7 +641,7 @@ class ServiceWorker:
     def budget(self) -> planning.Budget:
         assert self.spec is not None
         committed = Decimal(0)
-        duration = Decimal(int(parse_duration(self.spec.agreement_duration).total_seconds()))
+        duration = agreement_seconds(self.spec)
         for instance in self.status.instances:
             if instance.price is not None and not instance.settled:
                 most = LinearPrice.from_status(instance.price).max_cost(duration)
@@ -526,9 +741,10 @@ class ServiceWorker:
         old, new = tx.transition(instance, event, self.spec_or_fail, utcnow(), message)
         metrics.TRANSITIONS.labels(self.namespace, self.name, event.value).inc()
         text = f"{instance.name}: {old.value} -> {new.value}" + (f": {message}" if message else "")
+        text = self.redactor.text(text)
         self.log.info(text)
         warning = event in (Event.START_FAILED, Event.RUN_FAILED, Event.ACTIVITY_LOST)
-        self.engine.kube.event_soon(self.ref, event.value, text, warning=warning)
+        self.post_event(event.value, text, warning=warning)
         self._summarize()
         self.wake.set()
 
@@ -578,7 +794,7 @@ class ServiceWorker:
         return load
 
     def event(self, instance: Instance, reason: str, message: str, warning: bool = False) -> None:
-        self.engine.kube.event_soon(self.ref, reason, f"{instance.name}: {message}", warning)
+        self.post_event(reason, f"{instance.name}: {message}", warning)
 
     def agreement_terminated(self, agreement_id: str, message: str) -> None:
         instance = self._by_agreement(agreement_id)
@@ -725,6 +941,16 @@ class ServiceWorker:
                 "allocation released",
             )
         )
+
+
+def _platform_name(platform: object) -> str | None:
+    """An allocation's payment platform as a name (the daemon lists it as a string)."""
+    if platform is None or isinstance(platform, str):
+        return platform
+    driver = getattr(platform, "driver", None)
+    network = getattr(platform, "network", None)
+    token = getattr(platform, "token", None)
+    return "-".join(str(p) for p in (driver, network, token) if p) or None
 
 
 class ConfigProblem(Exception):

@@ -8,16 +8,20 @@ id before executing anything on it.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from golem_operator.api.spec import parse_duration
 from golem_operator.api.status import Instance, Provider
 from golem_operator.core import transactions as tx
+from golem_operator.core.market import ACTIVITY_WINDOW, activity_window_missed, agreement_end
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
+    GolemClient,
+    GolemConflict,
     GolemError,
+    GolemGone,
     GolemNotFound,
     GolemTimeout,
     GolemUnauthorized,
@@ -30,6 +34,8 @@ from golem_operator.requestor.scripts import run_script
 if TYPE_CHECKING:
     from golem_operator.handlers.service import ServiceWorker
 
+
+log = logging.getLogger(__name__)
 
 #: How long a provider that failed a negotiation is skipped.
 NEGOTIATION_PAUSE = timedelta(seconds=30)
@@ -53,6 +59,12 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         # Recorded before a crash: adopt it if it got approved, else drop it.
         try:
             agreement = await market_api.get_agreement(instance.agreement_id)
+            if agreement.state == "Proposal":
+                # Recorded, then the operator stopped before confirming: finish the handshake
+                # (an unconfirmed agreement cannot be withdrawn, only left to expire).
+                with contextlib.suppress(GolemConflict):
+                    await market_api.confirm_agreement(instance.agreement_id)
+                agreement = await market_api.get_agreement(instance.agreement_id)
             if agreement.state == "Pending":
                 # Confirmed before the crash: the provider may still approve it, and an
                 # approved agreement must not be dropped unpaid (terminate fails on Pending).
@@ -78,7 +90,10 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     # An upload source that cannot be read (a missing Secret or key) would fail every start:
     # check before renting anything, rather than paying provider after provider.
     try:
-        await uploads.resolve(worker, worker.spec_or_fail.lifecycle.start.full_script())
+        await uploads.resolve(
+            worker,
+            *uploads.script_commands(worker.spec_or_fail.lifecycle.start, "lifecycle.start"),
+        )
     except uploads.UploadError as error:
         if not worker.spec_or_fail.respawn_unstarted_instances:
             worker.respawn(instance, Event.START_FAILED, f"start script: {error}")
@@ -122,8 +137,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         await market.wait_for_offers(2.0)
         return
     choice = candidates[0]
-    duration = parse_duration(worker.spec_or_fail.agreement_duration)
-    valid_to = now() + duration
+    valid_to = agreement_end(worker.spec_or_fail, now())
     # Reserve the most it can cost while negotiating: instances negotiating at the same time
     # must not each see the whole budget free (the price is in status once it is signed).
     worker.reserved[instance.name] = choice.max_cost
@@ -137,7 +151,10 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         return
     finally:
         worker.reserved.pop(instance.name, None)
-    # Record before confirming: a crash from here on leaves an agreement status knows.
+    # Record before confirming: a crash from here on leaves an agreement status knows. One
+    # before the record leaves an unconfirmed agreement that nobody can confirm: inert, it
+    # expires at its validTo (yagna cannot withdraw it; see end_agreement).
+    worker.log.info("instance %s: agreement %s created", instance.name, draft.agreement_id)
     offer = choice.offer
     instance.agreement_id = draft.agreement_id
     instance.provider = Provider(id=offer.provider_id, name=offer.provider_name)
@@ -148,6 +165,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     worker.writer.changed()
     await worker.writer.flush()
     crashpoint("agreement-recorded")
+    worker.log.info("instance %s: agreement %s recorded", instance.name, draft.agreement_id)
     try:
         await market_api.confirm_agreement(draft.agreement_id)
         await _wait_for_approval(worker, draft.agreement_id)
@@ -182,14 +200,17 @@ async def _wait_for_approval(worker: ServiceWorker, agreement_id: str) -> None:
 
 
 async def _abandon_pending(worker: ServiceWorker, instance: Instance) -> None:
-    """Drop an agreement that was never approved (nothing to pay)."""
+    """Drop an agreement that was never approved (nothing to pay).
+
+    The agreement is cancelled (or terminated, had the provider approved it meanwhile)
+    before its id leaves status: an error other than "already gone" propagates, the driver
+    retries with backoff and the instance keeps the id meanwhile.
+    """
     assert worker.daemon is not None
     if instance.agreement_id:
-        with contextlib.suppress(GolemError):
-            await worker.daemon.client.market.terminate_agreement(
-                instance.agreement_id,
-                {"message": "not needed", "golem.requestor.code": "Cancelled"},
-            )
+        await end_agreement(
+            worker.daemon.client, instance.agreement_id, "not needed", code="Cancelled"
+        )
         worker.daemon.unregister(instance.agreement_id)
     tx.release_golem_objects(instance)
     worker.writer.changed()
@@ -217,6 +238,17 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
         await fail_start(worker, instance, why, avoid=False)
         worker.activity_unknown.discard(instance.name)
         return
+    if activity_window_missed(instance.approved_at, now()):
+        # The provider ends an agreement that has no activity soon after approval: starting
+        # now would race its termination. Not the provider's fault: it is not avoided.
+        await fail_start(
+            worker,
+            instance,
+            f"no activity within {int(ACTIVITY_WINDOW.total_seconds())}s of the agreement's "
+            "approval (providers end such agreements)",
+            avoid=False,
+        )
+        return
     # Starting must be on record before an activity can exist: after a crash, a Starting
     # instance without an activity id is known to maybe own one, a Pending one never does.
     await worker.writer.flush()
@@ -235,9 +267,9 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
     instance.message = "running the start script"
     worker.writer.changed()
     await worker.writer.flush()
-    commands = spec.lifecycle.start.full_script()
+    commands, field, offset = uploads.script_commands(spec.lifecycle.start, "lifecycle.start")
     try:
-        contents = await uploads.resolve(worker, commands)
+        contents = await uploads.resolve(worker, commands, field, offset)
     except uploads.UploadError as error:
         await fail_start(worker, instance, str(error))
         return
@@ -272,22 +304,71 @@ async def fail_start(
 
 
 async def release(worker: ServiceWorker, instance: Instance, reason: str) -> None:
-    """Destroy the activity and terminate the agreement, treating 'already gone' as done."""
+    """Destroy the activity and end the agreement; only "already gone" counts as done.
+
+    Any other answer (5xx, a timeout, the daemon down) propagates: the driver retries with
+    backoff and the instance stays in its state, its ids recorded, until the agreement ended.
+    An activity that cannot be destroyed (its provider stopped answering) is no reason to
+    wait when there is an agreement: ending the agreement ends its activities.
+    """
     assert worker.daemon is not None
     client = worker.daemon.client
     if instance.activity_id:
         try:
             await client.activity.destroy_activity(instance.activity_id, timeout=10.0)
-        except (GolemUnavailable, GolemUnauthorized):
-            raise
-        except GolemError:
-            pass  # gone already, or the provider stopped answering: the agreement ends anyway
-    if instance.agreement_id:
-        try:
-            await client.market.terminate_agreement(
-                instance.agreement_id, {"message": reason[:200], "golem.requestor.code": "Success"}
+        except ALREADY_GONE:
+            pass
+        except GolemError as error:
+            if not instance.agreement_id or isinstance(error, GolemUnauthorized):
+                raise
+            worker.log.info(
+                "instance %s: activity not destroyed (%s); ending its agreement ends it",
+                instance.name,
+                error,
             )
-        except (GolemUnavailable, GolemUnauthorized):
-            raise
-        except GolemError:
-            pass  # already terminated (by the provider or a previous attempt)
+    if instance.agreement_id:
+        await end_agreement(client, instance.agreement_id, reason, code="Success")
+
+
+#: Answers saying the object no longer exists or is already past the requested state.
+ALREADY_GONE = (GolemNotFound, GolemGone)
+
+
+async def end_agreement(client: GolemClient, agreement_id: str, reason: str, code: str) -> None:
+    """End an agreement in whatever state it is: terminate if approved, cancel if pending.
+
+    Returns once the daemon says it is ended (or never existed); raises on any other answer,
+    so that the caller keeps tracking it and retries. Terminate answers 409 for an agreement
+    still in Proposal or Pending state, cancel answers 410 once the provider approved it.
+
+    A Proposal (created, never confirmed) cannot be ended on yagna 0.17.6: cancel answers 500
+    (the provider never received it) and terminate 409 (tests/contract). It is inert — only
+    the requestor's confirm could send it to the provider — and expires at its validTo, so
+    it counts as ended here.
+    """
+    body = {"message": reason[:200], "golem.requestor.code": code}
+    for _ in range(3):
+        try:
+            await client.market.terminate_agreement(agreement_id, body)
+            return
+        except ALREADY_GONE:
+            return
+        except GolemConflict:
+            pass  # not approved (yet)
+        try:
+            state = (await client.market.get_agreement(agreement_id)).state
+        except GolemNotFound:
+            return
+        if state == "Proposal":
+            log.info("agreement %s was never confirmed: left to expire unsigned", agreement_id)
+            return
+        if state != "Pending":
+            continue  # approved (terminate it) or ended meanwhile (terminate says 410)
+        try:
+            await client.market.cancel_agreement(agreement_id, body)
+            return
+        except GolemNotFound:
+            return
+        except GolemGone:
+            continue  # approved meanwhile: terminate it
+    raise GolemConflict(f"agreement {agreement_id} changes state on every attempt to end it")

@@ -27,7 +27,7 @@ async def stop(worker: ServiceWorker, instance: Instance) -> None:
     message = f"stopped ({instance.stopping_reason or 'requested'})"
     if instance.activity_id and script.commands:
         try:
-            contents = await uploads.resolve(worker, list(script.commands))
+            contents = await uploads.resolve(worker, list(script.commands), "lifecycle.stop")
             result, _ = await run_script(
                 client,
                 instance.activity_id,

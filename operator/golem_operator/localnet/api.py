@@ -4,8 +4,9 @@ Built by `localnet.server.LocalNetwork`; every handler validates the request, ca
 `localnet.network.Network` and shapes the answer as the real daemon (yagna 0.17.6) does:
 its status codes, `{"message": ...}` error bodies (problem JSON under POST /allocations,
 plain text for 401), id formats and the checks it makes on path ids and JSON bodies. Every
-path needs `Authorization: Bearer <key>`. Where yagna differs from its OpenAPI definitions,
-the localnet follows yagna (docs/localnet.md lists the differences).
+path needs `Authorization: Bearer <key>`, except the image registry's (`/v1/image/...`,
+`/download/...`), which is public like the Golem registry. Where yagna differs from its
+OpenAPI definitions, the localnet follows yagna (docs/localnet.md lists the differences).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from golem_operator.localnet.config import DaemonFault, Faults, format_validation_error
 from golem_operator.localnet.events import EventLog, iso, parse_iso, stamp
+from golem_operator.localnet.images import DOWNLOAD_PATH
 from golem_operator.localnet.network import (
     Activity,
     Agreement,
@@ -44,6 +46,8 @@ MARKET = "/market-api/v1"
 ACTIVITY = "/activity-api/v1"
 PAYMENT = "/payment-api/v1"
 ADMIN = "/_localnet"
+REGISTRY = "/v1/image"
+PUBLIC_PREFIXES = (f"{REGISTRY}/", f"{DOWNLOAD_PATH}/")
 NETWORK_KEY = web.AppKey("network", Network)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,6 +69,9 @@ def make_auth_middleware(app_key: str) -> Any:
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(PUBLIC_PREFIXES):
+            # The image registry and its downloads are public, as the Golem registry is.
+            return await handler(request)
         # yagna answers in plain text; anything but a `Bearer ` header counts as missing.
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
@@ -99,7 +106,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     # yagna's error shape: a JSON object with a message.
     text = "Service temporarily unavailable" if fault.status == 503 else "Internal server error"
-    return _json({"message": f"{text} (injected fault)"}, fault.status)
+    return _json({"message": fault.message or f"{text} (injected fault)"}, fault.status)
 
 
 @web.middleware
@@ -246,8 +253,8 @@ def _agreement(request: web.Request, *, call: str = "get") -> Agreement:
                 500,
                 f"Failed to get Agreement [{agreement_id}]. Error: Invalid Agreement id: {problem}",
             )
-        lead = "Invalid agreement id." if call == "wait" else "Invalid Agreement id."
-        raise ApiError(400, f"{lead} {problem}")
+        prefix = "Invalid agreement id." if call == "wait" else "Invalid Agreement id."
+        raise ApiError(400, f"{prefix} {problem}")
     agreement = _net(request).agreements.get(agreement_id)
     if agreement is None:
         named = agreement_id if call in ("get", "terminate") else f"R-{agreement_id}"
@@ -471,8 +478,17 @@ async def create_allocation(request: web.Request) -> web.Response:
 
 
 async def get_allocations(request: web.Request) -> web.Response:
+    # As yagna 0.17.6 lists them: live ones, least recently updated first; afterTimestamp
+    # compares with the allocation's expiry (not its creation), maxItems cuts the list.
     net = _net(request)
-    return _json([a.to_json() for a in net.allocations.values() if not a.released])
+    after = _after(request)
+    limit = _int_param(request, "maxItems", None)
+    live = sorted(
+        (a for a in net.allocations.values() if not a.released),
+        key=lambda a: a.updated or a.timestamp,
+    )
+    chosen = [a for a in live if after is None or a.expires > after]
+    return _json([a.to_json() for a in (chosen[:limit] if limit else chosen)])
 
 
 async def get_allocation(request: web.Request) -> web.Response:
@@ -488,11 +504,21 @@ async def amend_allocation(request: web.Request) -> web.Response:
             total = parse_amount(body["totalAmount"])
         except ValueError as error:
             raise ApiError(400, f"Invalid totalAmount: {error}") from None
+        # yagna 0.17.6's words (amend_allocation_fields).
         if total < allocation.spent:
-            raise ApiError(400, "totalAmount below the spent amount")
+            raise ApiError(400, "New allocation would be smaller than the already spent amount")
+    timeout = body.get("timeout")
+    if isinstance(timeout, str):
+        try:
+            when = datetime.fromisoformat(timeout.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(400, f"Invalid timeout: {timeout!r}") from None
+        if when < stamp():
+            raise ApiError(400, "New allocation timeout is in the past")
+    if "totalAmount" in body:
         allocation.total = total
-    if isinstance(body.get("timeout"), str):
-        allocation.timeout = body["timeout"]
+    if isinstance(timeout, str):
+        allocation.timeout = timeout
     allocation.updated = stamp()
     return _json(allocation.to_json())
 
@@ -660,11 +686,20 @@ async def set_provider_faults(request: web.Request) -> web.Response:
 
 
 async def set_daemon_faults(request: web.Request) -> web.Response:
-    """Replace every daemon fault: body `{"faults": [DaemonFault, ...]}` (empty clears)."""
+    """Replace every daemon fault (an empty list clears them).
+
+    The body is the list itself (PUT) or `{"faults": [DaemonFault, ...]}` (POST).
+    """
     net = _net(request)
-    body = await _admin_body(request)
     try:
-        faults = TypeAdapter(list[DaemonFault]).validate_python(body.get("faults", []))
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be JSON: a list of daemon faults") from None
+    entries = body.get("faults", []) if isinstance(body, dict) else body
+    if not isinstance(entries, list):
+        raise ApiError(400, "faults: a list of daemon faults is required")
+    try:
+        faults = TypeAdapter(list[DaemonFault]).validate_python(entries)
     except ValidationError as error:
         raise ApiError(400, "faults" + format_validation_error(error)) from None
     net.daemon_faults.replace(faults)
@@ -683,17 +718,56 @@ async def crash_activity(request: web.Request) -> web.Response:
 
 
 async def list_images(request: web.Request) -> web.Response:
-    net = _net(request)
+    catalog = _net(request).images
+    tags_by_hash: dict[str, list[str]] = {}
+    for tag, digest in catalog.tags.items():
+        tags_by_hash.setdefault(digest, []).append(tag)
     return _json(
         [
             {
-                "tag": image.tag,
-                "hash": image.image_hash,
-                "taskPackage": f"hash:sha3:{image.image_hash}:localnet://{image.tag}",
+                "tag": entry.tag,
+                "tags": sorted(tags_by_hash.get(entry.hash, [])),
+                "hash": entry.hash,
+                "url": catalog.link(entry.hash),
+                "size": len(entry.package),
+                "taskPackage": catalog.task_package(entry.hash),
             }
-            for image in net.images
+            for entry in catalog.entries.values()
         ]
     )
+
+
+async def retag_image(request: web.Request) -> web.Response:
+    """Point a registry tag at another image: `{"tag": "x:y", "hash": "<sha3>"}`."""
+    body = await _admin_body(request)
+    tag, digest = body.get("tag"), body.get("hash")
+    if not isinstance(tag, str) or not tag or not isinstance(digest, str):
+        return _json({"message": "`tag` and `hash` must be strings"}, 400)
+    try:
+        _net(request).images.retag(tag, digest.lower())
+    except KeyError:
+        return _json({"message": f"no image with hash {digest}"}, 404)
+    return _json({"tag": tag, "hash": digest.lower()})
+
+
+async def registry_image_info(request: web.Request) -> web.Response:
+    """The Golem image registry's `GET /v1/image/info?tag=...|hash=...` (count/dev ignored)."""
+    catalog = _net(request).images
+    tag, digest = request.query.get("tag"), request.query.get("hash")
+    if (tag is None) == (digest is None):
+        return _json({"message": "give exactly one of the query parameters tag or hash"}, 400)
+    entry = catalog.lookup(tag=tag, digest=digest)
+    if entry is None:
+        what = f"tag {tag}" if tag is not None else f"hash {digest}"
+        return web.Response(status=404, text=f"image not found: {what}")
+    return _json(catalog.info(entry, tag))
+
+
+async def registry_download(request: web.Request) -> web.Response:
+    entry = _net(request).images.lookup(digest=request.match_info["hash"])
+    if entry is None:
+        return web.Response(status=404, text="image not found")
+    return web.Response(body=entry.package, content_type="application/octet-stream")
 
 
 async def list_providers(request: web.Request) -> web.Response:
@@ -765,7 +839,11 @@ def add_routes(app: web.Application) -> None:
 
     r.add_get(f"{ADMIN}/audit", audit)
     r.add_get(f"{ADMIN}/images", list_images)
+    r.add_post(f"{ADMIN}/images/tags", retag_image)
+    r.add_get(f"{REGISTRY}/info", registry_image_info)
+    r.add_get(f"{DOWNLOAD_PATH}/{{hash}}", registry_download)
     r.add_get(f"{ADMIN}/providers", list_providers)
+    r.add_put(f"{ADMIN}/daemon-faults", set_daemon_faults)
     r.add_get(f"{ADMIN}/activities/{{activityId}}/files", read_activity_file)
     r.add_post(f"{ADMIN}/activities/{{activityId}}/crash", crash_activity)
     r.add_post(f"{ADMIN}/providers/{{name}}/faults", set_provider_faults)

@@ -1,6 +1,6 @@
 """`golem-operator local-network`: run the local Golem network until interrupted.
 
-The lead's `golem_operator.cli` calls `add_arguments` on its subparser and `run` with the
+The package's `golem_operator.cli` calls `add_arguments` on its subparser and `run` with the
 parsed namespace. The app key is read from --app-key-file, or generated and written there
 (or to a temporary file); only the file's path is printed, never the key.
 """

@@ -6,7 +6,6 @@ pydantic; every error names the offending field, e.g. ``providers[1].prices.star
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -75,24 +74,30 @@ class Faults(_Strict):
     invoice_delay_seconds: float | None = Field(default=None, gt=0)
     #: GLM added to every invoice above what the usage costs (an overcharging provider)
     invoice_surcharge: Decimal = Field(default=Decimal(0), ge=0)
+    #: once it approves an agreement the provider is gone: it never answers again, so the
+    #: activity cannot be created on it (and it sends no invoice)
+    vanish_after_approval: bool = False
 
 
 class DaemonFault(_Strict):
     """A transient failure of the daemon itself on matching requests (after authentication).
 
     `path` is a glob over the request path (`*` matches within and across segments, e.g.
-    `/payment-api/v1/debitNotes/*`); `method` None matches any. A matching request fails with
+    `/payment-api/v1/debitNotes/*`); `method` None or `*` matches any. Admin paths (/_localnet)
+    are never faulted. A matching request fails with
     `probability`, for at most `count` failures (None: unlimited). With `delay_seconds` the
     answer is delayed that long first (the client's timeout may fire), then `status` is
     answered (or, with `status` None, the request is served normally after the delay).
     """
 
     path: str = Field(min_length=1)
-    method: str | None = Field(default=None, pattern=r"^(GET|POST|PUT|DELETE)$")
+    method: str | None = Field(default=None, pattern=r"^(\*|GET|POST|PUT|DELETE|PATCH)$")
     status: int | None = Field(default=503, ge=500, le=599)
     probability: float = Field(default=1.0, ge=0, le=1)
     count: int | None = Field(default=None, ge=1)
     delay_seconds: float = Field(default=0.0, ge=0, le=600)
+    #: the answer's message (yagna's error body); a generic text for the status when unset
+    message: str | None = None
 
 
 class ProviderConfig(_Strict):
@@ -120,16 +125,13 @@ class ProviderConfig(_Strict):
 
 
 class ImageConfig(_Strict):
-    """A VM image: a local folder whose files appear at their absolute paths in the sandbox."""
+    """A VM image: a local folder whose files appear at their absolute paths in the sandbox.
+
+    Its hash is the sha3-224 of the folder's package (a deterministic tar), computed at start.
+    """
 
     tag: str = Field(min_length=1)
-    hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{56}$")
     path: Path
-
-    @property
-    def image_hash(self) -> str:
-        """The configured sha3-224 hex, or one derived from the tag."""
-        return self.hash or hashlib.sha3_224(self.tag.encode()).hexdigest()
 
 
 class Limits(_Strict):
@@ -140,6 +142,22 @@ class Limits(_Strict):
     transfer_cap_bytes: int = Field(default=4 * 1024 * 1024, ge=16)
     #: script commands per exec batch
     max_commands_per_batch: int = Field(default=100, ge=1)
+
+
+class AgreementRules(_Strict):
+    """What every provider agent demands of an agreement, as yagna's provider agent does by
+    default (its negotiator and task manager); 0 turns a rule off."""
+
+    #: refuse a demand whose golem.srv.comp.expiration is less than this from now
+    min_expiration_seconds: float = Field(default=300.0, ge=0)
+    #: refuse one ending later than this from now unless it sets the debit-note acceptance
+    #: deadline (golem.com.payment.debit-notes.accept-timeout?)
+    max_expiration_without_deadline_seconds: float = Field(default=1800.0, ge=0)
+    #: refuse one ending this long from now or later unless it sets mid-agreement payments
+    #: (golem.com.scheme.payu.payment-timeout-sec?)
+    payment_timeout_required_seconds: float = Field(default=36000.0, ge=0)
+    #: terminate an approved agreement on which no activity was created within this long
+    idle_agreement_timeout_seconds: float = Field(default=90.0, ge=0)
 
 
 class RequestorConfig(_Strict):
@@ -157,11 +175,13 @@ class LocalNetConfig(_Strict):
     #: how long a provider waits for a payable debit note to be accepted before it ends the
     #: agreement; only applies when the demand set golem.com.payment.debit-notes.accept-timeout?
     enforce_debit_note_acceptance: bool = True
+    agreement_rules: AgreementRules = AgreementRules()
     requestor: RequestorConfig = RequestorConfig()
     limits: Limits = Limits()
     images: list[ImageConfig] = []
     providers: list[ProviderConfig] = Field(default_factory=lambda: [ProviderConfig(count=2)])
-    #: transient failures of the daemon's REST API (5xx, slow answers) on chosen paths
+    #: transient failures of the daemon's REST API (5xx, slow answers) on chosen paths; the
+    #: admin API (/_localnet/daemon-faults) replaces them at run time
     daemon_faults: list[DaemonFault] = []
     #: where activity folders live; a fresh temporary folder when unset
     work_root: Path | None = None

@@ -2,7 +2,7 @@
 
 Matched by `localnet.api`'s fault middleware on every authenticated request outside the admin
 paths; configured in the providers YAML and replaceable at run time through
-`POST /_localnet/daemon-faults`.
+`PUT` or `POST /_localnet/daemon-faults`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class DaemonFaults:
         """The fault to inject into this request (counted), or None to serve it normally."""
         for rule in self._rules:
             fault = rule.fault
-            if fault.method is not None and fault.method != method.upper():
+            if fault.method not in (None, "*", method.upper()):
                 continue
             if not fnmatch.fnmatchcase(path, fault.path):
                 continue
@@ -50,6 +50,10 @@ class DaemonFaults:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [
-            {**rule.fault.model_dump(mode="json"), "failures": rule.failures}
+            {
+                **rule.fault.model_dump(mode="json"),
+                "failures": rule.failures,
+                "left": None if rule.fault.count is None else rule.fault.count - rule.failures,
+            }
             for rule in self._rules
         ]

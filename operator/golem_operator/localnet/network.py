@@ -25,12 +25,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from golem_operator.localnet import constraints, pricing
-from golem_operator.localnet.config import Faults, ImageConfig, LocalNetConfig, ProviderSpec
+from golem_operator.localnet import constraints, pricing, rules
+from golem_operator.localnet.config import Faults, LocalNetConfig, ProviderSpec
 from golem_operator.localnet.config import expand_providers as _expand
 from golem_operator.localnet.constraints import Expression
-from golem_operator.localnet.events import EventLog, EventQueue, iso, stamp
+from golem_operator.localnet.events import EventLog, EventQueue, iso, parse_iso, stamp
 from golem_operator.localnet.faults import DaemonFaults
+from golem_operator.localnet.images import DeployError, ImageCatalog
 from golem_operator.localnet.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,8 @@ class Agreement:
     reason: dict[str, Any] | None = None
     terminated_date: datetime | None = None
     activities: list[str] = field(default_factory=list)
+    #: its provider vanished after approving it (fault): no activity, no invoice
+    vanished: bool = False
     paid: Decimal = Decimal(0)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     timers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -390,6 +393,14 @@ class Allocation:
     def remaining(self) -> Decimal:
         return self.total - self.spent
 
+    @property
+    def expires(self) -> datetime:
+        """Its timeout; without one, ten years after creation (yagna's default)."""
+        if self.timeout is not None:
+            with contextlib.suppress(ValueError):
+                return parse_iso(self.timeout)
+        return self.timestamp + timedelta(days=3650)
+
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "allocationId": self.id,
@@ -462,7 +473,7 @@ class Network:
         self.work_root = work_root
         self.requestor_id = "0x" + secrets.token_hex(20)
         self.providers = {spec.name: Provider(spec) for spec in _expand(config)}
-        self.images: list[ImageConfig] = list(config.images)
+        self.images = ImageCatalog(list(config.images))
         self.demands: dict[str, Demand] = {}
         self.proposals: dict[str, Proposal] = {}
         self.agreements: dict[str, Agreement] = {}
@@ -644,6 +655,8 @@ class Network:
             problem = "Demand doesn't match the Offer constraints."
         elif chosen is not None and chosen != provider.spec.payment_platform:
             problem = f"Payment platform {chosen} is not supported."
+        else:
+            problem = rules.refusal(counter.properties, stamp(), self.config.agreement_rules)
         if problem is not None:
             counter.state = "Rejected"
             demand.events.append(
@@ -767,6 +780,12 @@ class Network:
                 "agreementId": agreement.id,
             },
         )
+        if provider.faults.vanish_after_approval:
+            agreement.vanished = True
+            return  # gone: no timers, no activity, no invoice
+        idle = self.config.agreement_rules.idle_agreement_timeout_seconds
+        if idle > 0:
+            agreement.timers.append(self.spawn(self._end_if_idle(agreement, idle)))
         after = provider.faults.terminate_agreement_after_seconds
         if after is not None:
             agreement.timers.append(
@@ -787,6 +806,14 @@ class Network:
         await asyncio.sleep(delay)
         if agreement.state == "Approved":
             await self.terminate_agreement(agreement, "Provider", {"message": message})
+
+    async def _end_if_idle(self, agreement: Agreement, idle_seconds: float) -> None:
+        """The provider agent ends an agreement on which no activity started in time."""
+        await asyncio.sleep(idle_seconds)
+        if agreement.state == "Approved" and not agreement.activities:
+            await self.terminate_agreement(
+                agreement, "Provider", rules.no_activity_reason(idle_seconds)
+            )
 
     async def wait_for_approval(self, agreement: Agreement, wait_seconds: float) -> None:
         deadline = self.now() + wait_seconds
@@ -812,6 +839,14 @@ class Network:
     def cancel_agreement(self, agreement: Agreement, reason: dict[str, Any] | None) -> None:
         if agreement.state not in ("Proposal", "Pending"):
             raise ApiError(410, _transition(agreement.state, "Cancelled"))
+        if agreement.state == "Proposal":
+            # yagna 0.17.6 forwards the cancel to the provider, which never received an
+            # unconfirmed agreement: 500, and the agreement stays a Proposal until it expires.
+            raise ApiError(
+                500,
+                "Protocol error while approving: Remote failed to approve. "
+                f"Error: Agreement [P-{agreement.id}] not found.",
+            )
         agreement.reason = reason
         self._set_agreement_state(agreement, "Cancelled")
         moment = stamp()
@@ -843,7 +878,8 @@ class Network:
             await self.end_activity(
                 self.activities[activity_id], "Agreement terminated", error=None
             )
-        self._invoice_when_due(agreement)
+        if not agreement.vanished:
+            self._invoice_when_due(agreement)
         provider = agreement.provider
         provider.agreements.discard(agreement.id)
         self._reoffer(provider)
@@ -877,6 +913,13 @@ class Network:
                 f"Current state: {agreement.state}",
             )
         await agreement.provider.react()
+        if agreement.vanished:
+            # The provider no longer answers: the daemon gives up on reaching it.
+            raise ApiError(
+                500,
+                f"Service error: provider {agreement.provider.node_id} did not answer "
+                f"the activity creation for agreement {agreement_id}",
+            )
         activity_id = new_activity_id()
         activity = Activity(
             id=activity_id,
@@ -983,10 +1026,14 @@ class Network:
                 return CommandResult(index, ok=False, message=f"Can't deploy: {activity.state}")
             if faults.fail_deploy:
                 return CommandResult(index, ok=False, message="Deployment failed (injected fault)")
-            image = self.image_for(activity.agreement)
-            if image is None:
-                package = activity.agreement.demand_properties.get(P_TASK_PACKAGE)
-                return CommandResult(index, ok=False, message=f"Unknown image: {package}")
+            try:
+                image = await self.images.deploy(
+                    activity.agreement.demand_properties.get(P_TASK_PACKAGE)
+                )
+            except DeployError as error:
+                return CommandResult(index, ok=False, message=str(error))
+            if activity.state != "Initialized" or activity.terminated:
+                return CommandResult(index, ok=False, message=f"Can't deploy: {activity.state}")
             sandbox = Sandbox(image.path, activity.folder)
             await sandbox.start()
             activity.sandbox = sandbox
@@ -1085,18 +1132,6 @@ class Network:
             ok=False,
             message="Transfer failed: localnet supports data:->container: and container:->data:",
         )
-
-    def image_for(self, agreement: Agreement) -> ImageConfig | None:
-        package = agreement.demand_properties.get(P_TASK_PACKAGE)
-        if not isinstance(package, str):
-            return None
-        for image in self.images:
-            if package.startswith(f"hash:sha3:{image.image_hash}:") or package in (
-                f"hash:sha3:{image.image_hash}",
-                f"tag:{image.tag}",
-            ):
-                return image
-        return None
 
     async def results(
         self, activity: Activity, batch_id: str, wait_seconds: float, command_index: int | None
@@ -1431,6 +1466,7 @@ class Network:
                     "paidAmount": fmt(a.paid),
                     # Which requestor node (the operator names it after the service) signed it.
                     "demandNodeName": a.demand_properties.get("golem.node.id.name"),
+                    "taskPackage": a.demand_properties.get(P_TASK_PACKAGE),
                 }
                 for a in self.agreements.values()
             ],

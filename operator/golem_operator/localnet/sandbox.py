@@ -213,6 +213,11 @@ class Sandbox:
     def alive(self) -> bool:
         return self._bwrap is not None and self._bwrap.running
 
+    @property
+    def payload_pid(self) -> int:
+        """The sandbox's idle process (0 when not started): `nsenter -t` enters through it."""
+        return self._target_pid
+
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._io_dir.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,7 @@ class LocalNetwork:
         await site.start()
         bound_port = int(self._runner.addresses[0][1])
         self.url = f"http://{host}:{bound_port}"
+        self._network.images.base_url = self.url
         return self.url
 
     async def stop(self) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from golem_operator.api.spec import GolemServiceSpec
-from golem_operator.core.market import Choice, OfferView, choose_offers
+from golem_operator.api.spec import GolemServiceSpec, parse_duration
+from golem_operator.core.market import Choice, OfferView, choose_offers, draft_problem
 from golem_operator.golem import (
     GolemClient,
     GolemError,
@@ -229,6 +229,9 @@ class ServiceMarket:
             ) from error
         finally:
             self._drafts.pop(counter, None)
+        problem = draft_problem(draft.properties, parse_duration(self._spec().agreement_duration))
+        if problem is not None:
+            raise NegotiationFailed(provider, problem)
         try:
             agreement_id = await self.client.market.create_agreement(draft.proposal_id, valid_to)
         except (GolemUnavailable, GolemUnauthorized):

@@ -90,6 +90,23 @@ def test_valid_manifest_is_accepted_and_defaulted(
     assert spec["restartPolicy"] == "Always"
 
 
+@pytest.mark.parametrize(
+    "image",
+    [
+        {"tag": "golem/simple-service:latest"},
+        {"tag": "golem/simple-service:latest", "registry": "http://127.0.0.1:7465"},
+        {"hash": "sha3:" + "a" * 56},
+        {"hash": "a" * 56, "url": "https://example.org/image.gvmi"},
+    ],
+    ids=["tag", "tag-registry", "hash", "hash-url"],
+)
+def test_the_image_forms_of_the_sdks_are_accepted(
+    control_plane: ControlPlane, namespace: str, image: dict[str, str]
+) -> None:
+    result = apply_dry_run(control_plane, namespace, with_change("payload.image", image))
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_pass_server_side_dry_run(
     control_plane: ControlPlane, namespace: str, path: Path
@@ -101,12 +118,30 @@ def test_examples_pass_server_side_dry_run(
 
 RUN = "lifecycle.run.commands"
 INVALID: list[tuple[str, dict[str, Any], str]] = [
-    ("no image", with_change("payload.image", {}), "exactly one of hash, tag or url"),
+    ("no image", with_change("payload.image", {}), "payload.image needs one of tag, hash or url"),
     ("no payload", with_change("payload", "DELETE"), "spec.payload"),
     (
-        "two image references",
+        "tag and hash",
+        with_change("payload.image", {"tag": "a/b:c", "hash": "a" * 56}),
+        "payload.image.tag and payload.image.hash cannot both be set",
+    ),
+    (
+        "url without hash",
         with_change("payload.image", {"tag": "a/b:c", "url": "https://x/y"}),
-        "exactly one of hash, tag or url",
+        "spec.payload.image.url: Invalid value: payload.image.url needs payload.image.hash",
+    ),
+    (
+        "registry with a direct url",
+        with_change(
+            "payload.image",
+            {"hash": "a" * 56, "url": "https://x/y", "registry": "https://r.example"},
+        ),
+        "spec.payload.image.registry",
+    ),
+    (
+        "registry not a URL",
+        with_change("payload.image", {"tag": "a/b:c", "registry": "registry.golem.network"}),
+        "spec.payload.image.registry",
     ),
     ("negative replicas", with_change("replicas", -1), "spec.replicas"),
     ("replicas not a number", with_change("replicas", "three"), "spec.replicas"),
@@ -186,6 +221,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.agreementDuration",
     ),
     ("agreement too short", with_change("agreementDuration", "0s"), "spec.agreementDuration"),
+    (
+        "agreement shorter than providers take",
+        with_change("agreementDuration", "4m59s"),
+        "agreementDuration must be at least 5m",
+    ),
+    (
+        "renewal not before the end",
+        with_change("renewBefore", "1h"),  # agreementDuration defaults to 1h
+        "renewBefore must be shorter than agreementDuration",
+    ),
+    ("bad renewBefore", with_change("renewBefore", "soon"), "spec.renewBefore"),
     ("bad runtime", with_change("payload.runtime", "wasm"), "spec.payload.runtime"),
     ("negative memory", with_change("payload.minMemGib", -1), "spec.payload.minMemGib"),
     ("zero cpu threads", with_change("payload.minCpuThreads", 0), "spec.payload.minCpuThreads"),

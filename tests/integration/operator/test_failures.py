@@ -136,10 +136,11 @@ def test_restart_policy_never_does_not_replace(service: Service) -> None:
 
 
 def test_expiring_agreement_is_renewed_and_the_replica_count_holds(service: Service) -> None:
-    service.apply(simple_manifest(replicas=1, agreementDuration="40s"))
+    # Providers take nothing shorter than 5m; renewBefore starts the successor soon after the
+    # first agreement is signed: 5m plus 30 s of expiration slack, less 4m55s, is 35 s.
+    service.apply(simple_manifest(replicas=1, agreementDuration="5m", renewBefore="4m55s"))
     first = service.wait_running(1)[0]
 
-    # The margin for 40s is 10s: from 30s on a successor starts, then the old one stops.
     def renewed() -> Any:
         running = service.instances("Running")
         old = next(i for i in service.instances() if i["name"] == first["name"])

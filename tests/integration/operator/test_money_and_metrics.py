@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 from golem_operator.devenv.stack import OperatorProcess
 from support.operator_harness import Service, simple_manifest
@@ -68,3 +69,62 @@ def test_metrics_report_instances_and_golem_calls(
     assert "golem_operator_golem_api_request_duration_seconds_bucket" in text
     assert f'golem_operator_reconciles_total{{namespace="{service.namespace}"' in text
     assert "golem_operator_status_patches_total" in text
+
+
+def _allocation(service: Service) -> dict[str, Any]:
+    allocation_id = service.status.get("allocationId")
+    found = [a for a in service.net.audit()["allocations"] if a["allocationId"] == allocation_id]
+    return found[0] if allocation_id and found else {}
+
+
+def test_the_allocation_follows_the_budget(service: Service) -> None:
+    service.apply(simple_manifest(replicas=1, budget="1.0"))
+    first = service.wait("an allocation", lambda: _allocation(service), 30)
+    assert Decimal(first["totalAmount"]) == Decimal("1.0")
+
+    # Raised before anything is spent: the same allocation now holds the new budget.
+    service.apply(simple_manifest(replicas=1, budget="2.5"))
+    raised = service.wait(
+        "the allocation raised",
+        lambda: (a := _allocation(service)) and Decimal(a["totalAmount"]) != 1 and a,
+        30,
+    )
+    assert raised["allocationId"] == first["allocationId"]
+    left = Decimal(raised["totalAmount"]) - Decimal(raised["spentAmount"])
+    assert abs(left - (Decimal("2.5") - Decimal(service.status["spent"]))) < Decimal("0.01")
+    service.wait_running(1)
+
+    # Lowered below what the running agreement may still cost (about 0.056 GLM over 15m): the
+    # allocation keeps that, and the condition says the budget falls short.
+    service.apply(simple_manifest(replicas=1, budget="0.01"))
+    degraded = service.wait(
+        "BudgetBelowCommitted",
+        lambda: (c := service.condition("Degraded")).get("reason") == "BudgetBelowCommitted" and c,
+        30,
+    )
+    assert "spec.budget 0.01 GLM is below" in degraded["message"]
+    lowered = service.wait(
+        "the allocation lowered",
+        lambda: (a := _allocation(service)) and Decimal(a["totalAmount"]) < 2 and a,
+        30,
+    )
+    assert Decimal(lowered["totalAmount"]) - Decimal(lowered["spentAmount"]) > Decimal("0.01")
+
+    service.apply(simple_manifest(replicas=1, budget="3"))
+    service.wait(
+        "the shortfall cleared",
+        lambda: service.condition("Degraded").get("reason") != "BudgetBelowCommitted",
+        30,
+    )
+    final = service.wait(
+        "the allocation raised again",
+        lambda: (a := _allocation(service)) and Decimal(a["totalAmount"]) > 2 and a,
+        30,
+    )
+    assert final["allocationId"] == first["allocationId"]
+    left = Decimal(final["totalAmount"]) - Decimal(final["spentAmount"])
+    # What the allocation can still pay is the budget left (a debit note may be accepted on
+    # Golem a moment before status counts it).
+    assert abs(left - (Decimal(3) - Decimal(service.status["spent"]))) < Decimal("0.01")
+    events = service.events_by_reason()
+    assert len(events.get("AllocationAmended", [])) >= 3

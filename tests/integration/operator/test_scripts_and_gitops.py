@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 
+from golem_operator.constants import UPLOAD_LABEL
+from golem_operator.core.redaction import MARKER as REDACTED
 from support.operator_harness import Service, simple_manifest
 
 
@@ -14,6 +17,8 @@ def test_uploads_and_downloads(service: Service) -> None:
     cp.kubectl_run(
         "create", "secret", "generic", "token", "-n", ns, "--from-literal=t=s3cret-value"
     )
+    # Upload commands read only Secrets that opt in.
+    cp.kubectl_run("label", "secret", "token", "-n", ns, f"{UPLOAD_LABEL}=true")
     doc = simple_manifest(replicas=1)
     start = doc["spec"]["lifecycle"]["start"]["commands"]
     start[:0] = [
@@ -31,9 +36,18 @@ def test_uploads_and_downloads(service: Service) -> None:
             }
         },
     ]
-    doc["spec"]["lifecycle"]["run"]["commands"].append(
-        {"download": {"path": "/golem/work/motd", "maxBytes": 5}}
+    run = doc["spec"]["lifecycle"]["run"]["commands"]
+    # A script that shows what it was given: plain, trimmed by echo, and in base64.
+    run.append(
+        {
+            "run": {
+                "entrypoint": "/bin/sh",
+                "args": ["-c", "cat /golem/work/token; echo; base64 /golem/work/token"],
+            }
+        }
     )
+    run.append({"download": {"path": "/golem/work/token", "maxBytes": 64}})
+    run.append({"download": {"path": "/golem/work/motd", "maxBytes": 5}})
     service.apply(doc)
     instance = service.wait_running(1)[0]
     activity = instance["activityId"]
@@ -41,16 +55,47 @@ def test_uploads_and_downloads(service: Service) -> None:
     assert json.loads(service.net.read_file(activity, "/golem/work/app.json") or "") == {"a": 1}
     assert service.net.read_file(activity, "/golem/work/token") == "s3cret-value"
     downloads = service.wait(
-        "a download in status",
+        "downloads in status",
         lambda: (i := service.instances("Running")) and i[0].get("downloads"),
         30,
     )
-    assert downloads[0]["path"] == "/golem/work/motd"
-    assert downloads[0]["content"] == "héll"  # the first 5 bytes, decoded
-    assert downloads[0]["truncated"] is True
-    # The Secret's value is nowhere in status or Events.
-    assert "s3cret-value" not in json.dumps(service.get())
-    assert "s3cret-value" not in json.dumps(service.events())
+    by_path = {d["path"]: d for d in downloads}
+    assert by_path["/golem/work/motd"]["content"] == "héll"  # the first 5 bytes, decoded
+    assert by_path["/golem/work/motd"]["truncated"] is True
+    # The Secret's content, fetched back or printed by a script, shows as a marker only.
+    assert by_path["/golem/work/token"]["content"] == REDACTED
+    stdout = service.instances("Running")[0]["lastRun"]["stdout"]
+    assert stdout.splitlines() == [REDACTED, REDACTED], stdout
+    encoded = base64.b64encode(b"s3cret-value").decode()
+    for text in (json.dumps(service.get()), json.dumps(service.events())):
+        assert "s3cret-value" not in text and encoded not in text
+
+
+def test_upload_from_a_secret_without_the_opt_in_label_is_refused(service: Service) -> None:
+    cp, ns = service.cp, service.namespace
+    cp.kubectl_run("create", "secret", "generic", "app-key", "-n", ns, "--from-literal=k=topsecret")
+    doc = simple_manifest(replicas=1)
+    doc["spec"]["lifecycle"]["start"]["commands"].insert(
+        0,
+        {
+            "upload": {
+                "path": "/golem/work/key",
+                "source": {"secretKeyRef": {"name": "app-key", "key": "k"}},
+            }
+        },
+    )
+    service.apply(doc)
+    degraded = service.wait(
+        "UploadSourceInvalid",
+        lambda: (c := service.condition("Degraded")).get("reason") == "UploadSourceInvalid" and c,
+    )
+    message = degraded["message"]
+    assert "lifecycle.start.commands[0].upload.source.secretKeyRef" in message
+    assert f'{UPLOAD_LABEL}: "true"' in message
+    # Nothing rented for a start that could not upload.
+    assert not any(i.get("agreementId") for i in service.instances())
+    assert not service.agreements()
+    assert "topsecret" not in json.dumps(service.get())
 
 
 def test_upload_from_a_missing_secret_fails_the_start_with_a_clear_message(
@@ -71,7 +116,9 @@ def test_upload_from_a_missing_secret_fails_the_start_with_a_clear_message(
         "StartFailed",
         lambda: [i for i in service.instances("Terminated") if i["reason"] == "StartFailed"],
     )[0]
-    assert "upload /golem/work/x" in failed["message"] and "404" in failed["message"]
+    message = failed["message"]
+    assert "lifecycle.start.commands[0].upload.source.secretKeyRef" in message
+    assert "upload to /golem/work/x" in message and "404" in message
 
 
 def test_server_side_apply_twice_has_no_diff_or_conflict(service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]

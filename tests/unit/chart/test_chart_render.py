@@ -33,7 +33,7 @@ SCENARIOS = [None, *VALUES_FILES]
 SCENARIO_IDS = ["default", *(p.stem for p in VALUES_FILES)]
 
 GS = "services.golem.network"
-#: What the operator does with the Kubernetes API, resource by resource (the lead's contract).
+#: What the operator does with the Kubernetes API, resource by resource (what RBAC must grant).
 NAMESPACED_GRANTS = {
     (GS, "golemservices", "get"),
     (GS, "golemservices", "list"),
@@ -140,6 +140,8 @@ def test_default_deployment_is_one_recreated_replica_with_a_yagna_sidecar(
     (operator,) = pod["containers"]
     op_env = {e["name"]: e for e in operator["env"]}
     assert op_env["GOLEM_URL"]["value"] == env["YAGNA_API_URL"] == "http://127.0.0.1:7465"
+    # Image tags resolve through the public Golem registry unless golem.imageRegistry says else.
+    assert op_env["GOLEM_OPERATOR_IMAGE_REGISTRY"]["value"] == "https://registry.golem.network"
     assert op_env["GOLEM_APPKEY_FILE"]["value"] == env["GOLEM_APPKEY_FILE"]
     assert {"name": "appkey", "mountPath": mounts["appkey"], "readOnly": True} in operator[
         "volumeMounts"

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golem_operator.api.spec import GolemServiceSpec
+from golem_operator.core.images import ResolvedImage
 from golem_operator.core.market import (
+    EXPIRATION_SLACK,
     Choice,
     OfferView,
     Refusal,
@@ -24,12 +26,13 @@ from golem_operator.core.market import (
     evaluate_offer,
     next_instance_cost,
     price_caps,
-    task_package,
 )
 from golem_operator.core.payments import LinearPrice, PriceCaps
 
 D = Decimal
 ADDRESS = "0x" + "12" * 20
+IMAGE_URL = "http://127.0.0.1:8000/download/" + IMAGE_HASH
+IMAGE = ResolvedImage(IMAGE_HASH, IMAGE_URL)
 
 # --- a small LDAP filter reader, to check the constraints' shape and meaning ------------------
 
@@ -137,7 +140,12 @@ REFERENCE_CONSTRAINTS = [
 
 
 def demand(spec: GolemServiceSpec | None = None, **kwargs: Any) -> Any:
-    options: dict[str, Any] = {"now": T0, "node_name": "ns.web", "requestor_address": ADDRESS}
+    options: dict[str, Any] = {
+        "now": T0,
+        "node_name": "ns.web",
+        "requestor_address": ADDRESS,
+        "image": IMAGE,
+    }
     options.update(kwargs)
     return build_demand(spec or make_spec(), **options)
 
@@ -147,8 +155,11 @@ def test_demand_properties_are_the_ones_the_daemon_accepted() -> None:
     assert set(props) == REFERENCE_PROPERTIES
     assert props["golem.node.id.name"] == "ns.web"
     assert props["golem.node.debug.subnet"] == "public"
-    assert props["golem.srv.comp.expiration"] == int((T0 + timedelta(hours=1)).timestamp()) * 1000
-    assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:"
+    # agreementDuration plus the slack for the provider checking it a moment later.
+    expected_end = T0 + timedelta(hours=1) + EXPIRATION_SLACK
+    assert props["golem.srv.comp.expiration"] == int(expected_end.timestamp()) * 1000
+    # The only form a provider's exe-unit deploys: hash, then the URL it downloads.
+    assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:{IMAGE_URL}"
     assert props["golem.srv.comp.vm.package_format"] == "gvmkit-squash"
     assert props["golem.com.payment.debit-notes.accept-timeout?"] == 240
     assert props["golem.com.payment.chosen-platform"] == "erc20-holesky-tglm"
@@ -198,8 +209,9 @@ def test_spec_values_flow_into_the_demand() -> None:
     )
     result = demand(spec, now=T0)
     props, clauses = result.properties, operands(result.constraints)
-    assert props["golem.srv.comp.task_package"] == f"hash:sha3:{IMAGE_HASH}:"  # prefix not doubled
-    assert props["golem.srv.comp.expiration"] == int(T0.timestamp() + 5400) * 1000
+    assert props["golem.srv.comp.task_package"] == IMAGE.task_package
+    slack = EXPIRATION_SLACK.total_seconds()
+    assert props["golem.srv.comp.expiration"] == int(T0.timestamp() + 5400 + slack) * 1000
     assert props["golem.node.debug.subnet"] == "devnet-beta"
     assert props["golem.com.payment.chosen-platform"] == "erc20-polygon-glm"
     assert props["golem.com.payment.platform.erc20-polygon-glm.address"] == ADDRESS
@@ -239,20 +251,6 @@ def test_no_address_property_without_a_requestor_address() -> None:
         "(golem.com.payment.platform.erc20-holesky-tglm.address=*)"
         in demand(requestor_address=None).constraints
     )
-
-
-@pytest.mark.parametrize(
-    ("image", "reference"),
-    [
-        ({"hash": IMAGE_HASH}, IMAGE_HASH),
-        ({"tag": "golem/alpine:latest"}, "golem/alpine:latest"),
-        ({"url": "http://127.0.0.1:8000/image.gvmi"}, "http://127.0.0.1:8000/image.gvmi"),
-    ],
-)
-def test_task_package_names_the_image(image: dict[str, str], reference: str) -> None:
-    package = task_package(make_spec(payload={"image": image}))
-    assert reference in package
-    assert package.split(":", 1)[0] in {"hash", "tag", "url"}
 
 
 def test_extra_properties_and_constraints_are_merged() -> None:
@@ -326,8 +324,9 @@ def test_next_instance_cost_from_the_caps() -> None:
         agreementDuration="2h",
         market={"maxStartPrice": "0.5", "maxCpuPerHour": "0.36", "maxEnvPerHour": "0.1"},
     )
-    # 0.5 + 2 h * (0.1 + 0.36 * 2 threads)
-    assert next_instance_cost(spec, D(99)) == D("0.5") + 2 * (D("0.1") + 2 * D("0.36"))
+    # 0.5 + (2 h + the 30 s expiration slack) * (0.1 + 0.36 * 2 threads), per second
+    seconds = 2 * 3600 + 30
+    assert next_instance_cost(spec, D(99)) == D("0.5") + (D("0.1") + 2 * D("0.36")) / 3600 * seconds
 
 
 def test_next_instance_cost_without_every_cap_uses_the_cheapest_offer_seen() -> None:
@@ -359,14 +358,14 @@ def reasons(refused: list[Refusal]) -> dict[str, str]:
 
 
 def test_cheapest_first_by_the_most_the_agreement_could_cost() -> None:
-    spec = make_spec()  # 1 h agreements
-    cheap_start = offer("0x1", "a", [0.001, 0.0001, 5.0])  # 5 + 3600 * (0.0001 + 2 * 0.001)
-    cheap_run = offer("0x2", "b", [0.0001, 0.0001, 0.1])  # 0.1 + 3600 * 0.0003 = 1.18
+    spec = make_spec()  # 1 h agreements, billed up to 3630 s (the expiration slack)
+    cheap_start = offer("0x1", "a", [0.001, 0.0001, 5.0])  # 5 + 3630 * (0.0001 + 2 * 0.001)
+    cheap_run = offer("0x2", "b", [0.0001, 0.0001, 0.1])  # 0.1 + 3630 * 0.0003 = 1.189
     free = offer("0x3", "c", [0, 0, 0])
     chosen, refused = choose_offers([cheap_start, cheap_run, free], spec, avoided=set())
     assert refused == []
     assert [c.offer.provider_id for c in chosen] == ["0x3", "0x2", "0x1"]
-    assert [c.max_cost for c in chosen] == [D(0), D("1.18"), D("12.56")]
+    assert [c.max_cost for c in chosen] == [D(0), D("1.189"), D("12.623")]
     assert chosen[1].price == LinearPrice(D("0.1"), D("0.0001"), D("0.0001"), 2)
 
 
@@ -460,4 +459,4 @@ def test_every_offer_is_either_chosen_or_refused(
         assert isinstance(choice, Choice)
         assert choice.price.start <= D("0.5")
         assert choice.offer.provider_id not in {f"0x{k}" for k in avoid}
-        assert choice.max_cost == choice.price.max_cost(D(3600))
+        assert choice.max_cost == choice.price.max_cost(D(3630))

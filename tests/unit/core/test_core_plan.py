@@ -520,3 +520,24 @@ def test_deletion_marks_every_active_instance_and_then_rests(
     active = [i for i in after if i.state in (S.PENDING, S.STARTING, S.RUNNING)]
     assert all(i.stopping_reason == "Deleted" for i in active)
     assert run_plan(replicas, after, deleting=True) == []
+
+
+def test_renew_before_sets_the_margin() -> None:
+    five = timedelta(minutes=5)
+    assert expiry_margin(five, timedelta(minutes=4, seconds=30)) == timedelta(minutes=4, seconds=30)
+    # Never more than the agreement itself (admission keeps renewBefore below it).
+    assert expiry_margin(five, timedelta(minutes=9)) == five
+
+
+@pytest.mark.parametrize(("seconds", "renews"), [(271, False), (270, True), (30, True)])
+def test_a_running_instance_is_renewed_renew_before_its_end(seconds: int, renews: bool) -> None:
+    actions = run_plan(
+        1,
+        [expiring_in("x", seconds)],
+        agreement_duration=timedelta(minutes=5),
+        renew_before=timedelta(minutes=4, seconds=30),
+    )
+    assert (actions == [AddInstance(replaces="x")]) is renews
+    # Without renewBefore the default margin of a 5m agreement (1m) renews much later.
+    default = run_plan(1, [expiring_in("x", seconds)], agreement_duration=timedelta(minutes=5))
+    assert (default == [AddInstance(replaces="x")]) is (seconds <= 60)

@@ -67,6 +67,7 @@ def test_json_lines_are_json_with_the_resource(captured: io.StringIO) -> None:
         ({"GOLEM_OPERATOR_LOG_FORMAT": "xml"}, "GOLEM_OPERATOR_LOG_FORMAT"),
         ({"GOLEM_OPERATOR_STATUS_INTERVAL": "soon"}, "GOLEM_OPERATOR_STATUS_INTERVAL"),
         ({"GOLEM_APPKEY_FILE": "/nonexistent/key"}, "GOLEM_APPKEY_FILE"),
+        ({"GOLEM_OPERATOR_IMAGE_REGISTRY": "registry.golem.network"}, "IMAGE_REGISTRY"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], names: str) -> None:
@@ -82,3 +83,9 @@ def test_app_key_is_never_shown() -> None:
     assert config.golem_app_key.get_secret_value() == "very-secret-key"
     assert "very-secret-key" not in repr(config) and "very-secret-key" not in str(config)
     assert config.namespaces == ("a", "b")
+
+
+def test_the_image_registry_defaults_to_the_public_one() -> None:
+    assert OperatorConfig.from_env({}).image_registry == "https://registry.golem.network"
+    local = OperatorConfig.from_env({"GOLEM_OPERATOR_IMAGE_REGISTRY": "http://127.0.0.1:7465/"})
+    assert local.image_registry == "http://127.0.0.1:7465"

@@ -1,10 +1,11 @@
-"""A fake Ethereum JSON-RPC endpoint (Holesky, chain id 17000) for the real yagna under test.
+"""A stand-in Ethereum JSON-RPC endpoint (Holesky, chain id 17000) for real yagna daemons.
 
 yagna's erc20 payment driver asks a chain RPC for balances before it lets a requestor create an
-allocation. `yagna_netns_host.py` serves this inside the test network namespace on 127.0.0.1,
-before yagna starts. Every account holds a large ETH and GLM balance; transactions are accepted
-but never mined (settlement is not under test). Unknown methods are logged and answered with a
-JSON-RPC "method not found" error so a new yagna request shows up in the log, not as a hang.
+allocation. `realnet.netns_host` serves this inside its network namespace on 127.0.0.1,
+before yagna starts (for the contract suite and for the private real network). Every account
+holds a large ETH and GLM balance; transactions are accepted but never mined (settlement is
+not under test). Unknown methods are logged and answered with a JSON-RPC
+"method not found" error so a new yagna request shows up in the log, not as a hang.
 """
 
 from __future__ import annotations

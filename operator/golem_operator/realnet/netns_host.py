@@ -1,8 +1,11 @@
-"""The anchor process of the yagna test network namespace (run by `tests/support/yagna.py`).
+"""The anchor process of a loopback-only network namespace for real yagna daemons.
 
-Started as `unshare --net -- python yagna_netns_host.py ...`, so it lives in a fresh network
+Used by the contract suite's yagna fixture (`tests/support/yagna.py`) and by the private real
+network (`realnet.network`). Started as
+`unshare --net -- python -m golem_operator.realnet.netns_host ...`, so it lives in a fresh network
 namespace that has only `lo`. It brings `lo` up, checks that no other interface exists, serves the
-fake Ethereum JSON-RPC (`yagna_fakechain.py`) on 127.0.0.1 inside the namespace, and bridges the
+stand-in chain RPC (`realnet.fakechain`) on 127.0.0.1 inside the namespace (and, when asked, a
+folder of image packages over HTTP, for exe-unit's downloads), and bridges the
 host: it inherits a listening TCP socket that the test process bound on the HOST's 127.0.0.1
 before the unshare (a socket keeps the namespace it was created in), and relays every connection
 accepted there to yagna's REST port on the namespace's 127.0.0.1. Nothing else crosses over.
@@ -20,13 +23,10 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from aiohttp import web
 
-# This module runs as a script; its sibling is imported through the tests folder.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support import yagna_fakechain
+from golem_operator.realnet import fakechain
 
 PR_SET_PDEATHSIG = 1
 RELAY_CHUNK = 65536
@@ -78,10 +78,17 @@ async def relay_one(
 
 
 async def serve(args: argparse.Namespace) -> None:
-    chain = yagna_fakechain.FakeChain()
-    runner = web.AppRunner(yagna_fakechain.make_app(chain), access_log=None)
+    chain = fakechain.FakeChain()
+    runner = web.AppRunner(fakechain.make_app(chain), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.chain_port).start()
+    images: web.AppRunner | None = None
+    if args.images_dir:
+        app = web.Application()
+        app.router.add_static("/", args.images_dir, show_index=False, follow_symlinks=False)
+        images = web.AppRunner(app, access_log=None)
+        await images.setup()
+        await web.TCPSite(images, "127.0.0.1", args.images_port).start()
 
     host_side = socket.socket(fileno=args.relay_fd)
     host_side.setblocking(False)
@@ -94,6 +101,8 @@ async def serve(args: argparse.Namespace) -> None:
     print("READY", flush=True)
     await stop.wait()
     relay.close()
+    if images is not None:
+        await images.cleanup()
     await runner.cleanup()
     logging.info("fake chain calls: %s; unknown: %s", chain.seen, chain.unknown)
 
@@ -103,6 +112,8 @@ def main() -> None:
     parser.add_argument("--relay-fd", type=int, required=True)
     parser.add_argument("--api-port", type=int, required=True)
     parser.add_argument("--chain-port", type=int, required=True)
+    parser.add_argument("--images-dir", help="serve this folder over HTTP inside the namespace")
+    parser.add_argument("--images-port", type=int, default=8080)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
