@@ -146,7 +146,11 @@ def release(
                 "mode": "external",
                 "external": {"url": url, "appKeySecret": {"name": "localnet-appkey"}},
             },
-            "operator": {"watchNamespaces": [WATCHED_NS]},
+            "operator": {
+                "watchNamespaces": [WATCHED_NS],
+                # Image tags resolve through the local network's registry endpoint.
+                "extraEnv": [{"name": "GOLEM_OPERATOR_IMAGE_REGISTRY", "value": url}],
+            },
         },
     )
     started = time.monotonic()

@@ -20,6 +20,7 @@ import yaml
 
 from cluster.clusterkit import CHART, create_namespace, helm_values, ready_pod, wait_for
 from golem_operator.devenv.cluster import Cluster
+from golem_operator.devenv.stack import LocalNetProcess
 from support.operator_harness import simple_manifest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
@@ -89,8 +90,12 @@ def fake_chain(cluster: Cluster) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def sidecar_release(
-    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    localnet: tuple[LocalNetProcess, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
+    """The chart in sidecar mode; only image tags resolve through the local network."""
+    _, registry = localnet
     for name in (RELEASE_NS, WATCHED_NS):
         create_namespace(cluster, name)
     manifests = {"apiVersion": "v1", "kind": "List", "items": fake_chain(cluster)}
@@ -104,7 +109,10 @@ def sidecar_release(
         cluster,
         tmp_path_factory.mktemp("helm-sidecar"),
         {
-            "operator": {"watchNamespaces": [WATCHED_NS]},
+            "operator": {
+                "watchNamespaces": [WATCHED_NS],
+                "extraEnv": [{"name": "GOLEM_OPERATOR_IMAGE_REGISTRY", "value": registry}],
+            },
             "yagna": {"mode": "sidecar", "sidecar": {"extraEnv": offline_env + CHAIN_ENV}},
         },
     )
