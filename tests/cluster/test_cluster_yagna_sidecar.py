@@ -3,7 +3,7 @@
 yagna starts in the native sidecar, creates its app key and hands it over on the in-memory
 volume; the operator connects with it. The node's network and relay are kept on the pod's
 loopback (nothing on this machine serves Golem's relay), and the chain RPC is a stand-in inside
-the cluster (tests/support/yagna_fakechain.py as a pod behind a Service, found by its DNS name),
+the cluster (golem_operator.realnet.fakechain, run from the project image as a pod behind a Service, found by its DNS name),
 so the payment driver sees funds: the operator's allocation is made and its demand published.
 That is as far as real yagna goes offline: with no relay and no providers no offer arrives.
 """
@@ -29,10 +29,10 @@ RELEASE = "sidecar"
 RELEASE_NS = "golem-sidecar"
 WATCHED_NS = "svc-sidecar"
 ROOT = Path(__file__).resolve().parents[2]
-FAKECHAIN = ROOT / "tests" / "support" / "yagna_fakechain.py"
+# The stand-in chain is part of the package, so the project's image runs it as it is.
 FAKECHAIN_MAIN = (
-    "import yagna_fakechain as f; from aiohttp import web; "
-    "web.run_app(f.make_app(f.FakeChain()), host='0.0.0.0', port=8545, print=None)"
+    "from golem_operator.realnet.fakechain import FakeChain, make_app; from aiohttp import web; "
+    "web.run_app(make_app(FakeChain()), host='0.0.0.0', port=8545, print=None)"
 )
 CHAIN_URL = f"http://fake-chain.{RELEASE_NS}.svc.cluster.local:8545"
 # The documented offline values (relay and node network on the pod's loopback), plus every chain
@@ -56,12 +56,6 @@ def fake_chain(cluster: Cluster) -> list[dict[str, Any]]:
     return [
         {
             "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "fake-chain", "namespace": RELEASE_NS},
-            "data": {"yagna_fakechain.py": FAKECHAIN.read_text()},
-        },
-        {
-            "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": "fake-chain", "namespace": RELEASE_NS, "labels": labels},
             "spec": {
@@ -71,12 +65,9 @@ def fake_chain(cluster: Cluster) -> list[dict[str, Any]]:
                         "image": f"{repository}:{tag}",
                         "imagePullPolicy": "Never",
                         "command": ["python3", "-c", FAKECHAIN_MAIN],
-                        "env": [{"name": "PYTHONPATH", "value": "/chain"}],
-                        "volumeMounts": [{"name": "code", "mountPath": "/chain"}],
                         "readinessProbe": {"tcpSocket": {"port": 8545}, "periodSeconds": 1},
                     }
                 ],
-                "volumes": [{"name": "code", "configMap": {"name": "fake-chain"}}],
             },
         },
         {
