@@ -3,9 +3,10 @@
 yagna starts in the native sidecar, creates its app key and hands it over on the in-memory
 volume; the operator connects with it. The node's network and relay are kept on the pod's
 loopback (nothing on this machine serves Golem's relay), and the chain RPC is a stand-in inside
-the cluster (golem_operator.realnet.fakechain, run from the project image as a pod behind a Service, found by its DNS name),
-so the payment driver sees funds: the operator's allocation is made and its demand published.
-That is as far as real yagna goes offline: with no relay and no providers no offer arrives.
+the cluster (golem_operator.realnet.fakechain, run from the project image as a pod behind a
+Service, found by its DNS name), so the payment driver sees funds: the operator's allocation is
+made and its demand published. That is as far as real yagna goes offline: with no relay and no
+providers no offer arrives.
 """
 
 from __future__ import annotations
