@@ -37,7 +37,15 @@ def test_a_vanished_provider_is_left_and_its_agreement_ended(
     namespace = f"vanish-{uuid.uuid4().hex[:6]}"
     cp.kubectl_run("create", "namespace", namespace)
     rel_net.set_faults(VANISHING, {"vanish_after_approval": True})
-    operator = start_operator(tmp_path / "op", cp, rel_gate, rel_net, [namespace])
+    # The vanished provider's invoice never comes: deletion waits only briefly for it.
+    operator = start_operator(
+        tmp_path / "op",
+        cp,
+        rel_gate,
+        rel_net,
+        [namespace],
+        extra_env={"GOLEM_OPERATOR_INVOICE_WAIT_SECONDS": "15"},
+    )
     try:
         doc = simple_manifest(replicas=1)
         doc["metadata"] = {"name": "vanish"}
@@ -68,7 +76,7 @@ def test_a_vanished_provider_is_left_and_its_agreement_ended(
         problems = ledger_problems(book, Decimal("1.0"))
         assert all(lost["agreementId"][:12] in p for p in problems), problems
         assert duplicate_agreements(status) == []
-        # Deletion settles the rest (the vanished invoice never comes: its grace runs out).
+        # Deletion settles the rest (the vanished invoice never comes: its wait runs out).
         delete_all(cp, namespace, 150)
         after = ledger(rel_net.audit(), namespace, "vanish", {})
         assert not after.approved()
