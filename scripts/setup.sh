@@ -41,9 +41,16 @@ fi
 # Control plane from the Go module proxy.
 bin=$(bash scripts/build-control-plane.sh | tail -n 1)
 
+# The single-node cluster of tests/cluster/ (scripts/cluster/): its Debian packages, the node's
+# binaries from the Go module proxy and the images (the project's from the Dockerfile).
+bash scripts/cluster/packages.sh
+node_bin=$(bash scripts/cluster/build-node.sh | tail -n 1)
+bash scripts/cluster/build-images.sh "$node_bin" >/dev/null
+
 cat > .env.tools <<ENV
 # written by scripts/setup.sh; sourced by the Makefile and the tests
 export GOLEM_OPERATOR_BIN="$bin"
 export GOLEM_OPERATOR_YAGNA="$YAGNA_VENV/bin/yagna"
+export GOLEM_OPERATOR_NODE_BIN="$node_bin"
 ENV
 log "ready: control plane in $bin, yagna at $YAGNA_VENV/bin/yagna"

@@ -240,6 +240,11 @@ spec:
           path: /healthz
           port: health
         {{- toYaml $values.operator.livenessProbe | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /healthz
+          port: health
+        {{- toYaml $values.operator.readinessProbe | nindent 8 }}
       securityContext:
         {{- toYaml $values.containerSecurityContext | nindent 8 }}
       resources:
