@@ -5,7 +5,8 @@ a restart finds unconfirmed (a Proposal) is confirmed, finishing the interrupted
 (yagna cannot withdraw an unconfirmed agreement); one that stays Pending is cancelled.
 After GOLEM_TEST_KILLS kills (12), the convergence and the deletion, the local network's audit
 view must show no agreement of the service Pending or open, and none in Proposal state that
-status recorded (only a kill between creating and recording one can strand it, unconfirmed and inert).
+status recorded (only a kill between creating and recording one can strand it, unconfirmed
+and inert).
 """
 
 from __future__ import annotations
