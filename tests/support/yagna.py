@@ -55,6 +55,8 @@ from pathlib import Path
 
 import httpx
 
+from golem_operator.realnet.network import CHAINS, WRAPPER_CHAINS, ZERO_ADDRESS
+
 YAGNA_VERSION = "0.17.6"
 DEFAULT_YAGNA_BINARY = Path.home() / ".cache/golem-operator" / f"yagna-{YAGNA_VERSION}/bin/yagna"
 PAYMENT_NETWORK = "holesky"
@@ -69,19 +71,6 @@ NET_BIND_PORT = 11500
 METRICS_PORT = 9092
 CHAIN_PORT = 8545
 
-CHAINS = (
-    "MAINNET",
-    "GOERLI",
-    "HOLESKY",
-    "MUMBAI",
-    "POLYGON",
-    "AMOY",
-    "SEPOLIA",
-    "HOODI",
-    "RINKEBY",
-)
-WRAPPER_CHAINS = ("HOLESKY", "HOODI", "POLYGON", "AMOY")
-ZERO_ADDRESS = "0x" + "00" * 20
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
