@@ -29,8 +29,8 @@ lint: setup
 	$(VENV)/bin/lint-imports --no-cache
 
 crd: setup
-	$(VENV)/bin/golem-operator crd -o crds/golemservices.yaml
-	cp crds/golemservices.yaml charts/golem-operator/crds/golemservices.yaml
+	$(VENV)/bin/golem-operator crd -o crds/
+	cp crds/golemservices.yaml crds/golemserviceinstances.yaml charts/golem-operator/crds/
 
 bench: setup
 	source .env.tools && $(PY) scripts/bench_localnet.py && $(PY) scripts/bench_operator.py

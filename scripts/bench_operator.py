@@ -67,9 +67,13 @@ class PhaseTimeout(Exception):
 # --- the stack -----------------------------------------------------------------------------
 
 
-def providers_yaml(work: Path, providers: int, instances: int) -> Path:
-    """Providers with room for every instance (so capacity never limits), the minimal image."""
-    per_provider = max(10, 2 * math.ceil(instances / providers), instances)
+def providers_yaml(
+    work: Path, providers: int, instances: int, per_provider: int | None = None
+) -> Path:
+    """Providers with room for every instance (so capacity never limits) unless
+    `per_provider` says how many agreements each takes at once; the minimal image."""
+    if per_provider is None:
+        per_provider = max(10, 2 * math.ceil(instances / providers), instances)
     config = {
         "subnet_tag": "public",
         "payment_platform": "erc20-holesky-tglm",
@@ -109,7 +113,8 @@ def manifest(name: str, replicas: int) -> dict[str, Any]:
                 "stop": {"commands": [{"run": {"entrypoint": "/golem/run/stop.sh"}}]},
             },
             "agreementDuration": "1h",
-            "budget": "10",
+            # Room for every replica's agreement (at most ~0.22 GLM each over the hour).
+            "budget": str(max(10, math.ceil(replicas * 0.3))),
         },
     }
 
@@ -170,7 +175,7 @@ class Kube:
                 if labels.get("verb") not in ("POST", "PATCH", "PUT", "DELETE", "APPLY"):
                     continue
                 resource = labels.get("resource", "")
-                if resource not in ("golemservices", "events"):
+                if resource not in ("golemservices", "golemserviceinstances", "events"):
                     continue
                 sub = labels.get("subresource", "")
                 key = f"{labels['verb']} {resource}" + (f"/{sub}" if sub else "")
@@ -215,12 +220,15 @@ class Kube:
 
 
 class Watch:
-    """Watches a namespace's GolemServices in a thread: per-state counts over time, status
-    write gaps per service, and the latest status of each."""
+    """Watches a namespace's GolemServices and GolemServiceInstances in threads: per-state
+    counts over time (from the instance objects), status write gaps per service, and the
+    latest status of each."""
 
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.kube, self.namespace = kube, namespace
         self.objects: dict[str, dict[str, Any]] = {}
+        #: Instance objects by name.
+        self.instances: dict[str, dict[str, Any]] = {}
         self.last_change: dict[str, float] = {}
         self.gaps: list[float] = []  # seconds between two status changes of one service
         self.status_writes = 0
@@ -228,7 +236,8 @@ class Watch:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._watch, daemon=True),
+            threading.Thread(target=self._watch, args=("golemservices",), daemon=True),
+            threading.Thread(target=self._watch, args=("golemserviceinstances",), daemon=True),
             threading.Thread(target=self._sample, daemon=True),
         ]
         self.origin = time.monotonic()
@@ -241,8 +250,9 @@ class Watch:
     def stop(self) -> None:
         self._stop.set()
 
-    def _watch(self) -> None:
-        path = f"{GROUP_PATH}/namespaces/{self.namespace}/golemservices"
+    def _watch(self, resource: str) -> None:
+        path = f"{GROUP_PATH}/namespaces/{self.namespace}/{resource}"
+        instances = resource == "golemserviceinstances"
         while not self._stop.is_set():
             try:
                 listed = self.kube.http.get(path)
@@ -250,7 +260,10 @@ class Watch:
                 body = listed.json()
                 with self._lock:
                     for item in body["items"]:
-                        self._record(item, time.monotonic(), initial=True)
+                        if instances:
+                            self.instances[item["metadata"]["name"]] = item
+                        else:
+                            self._record(item, time.monotonic(), initial=True)
                 version = body["metadata"]["resourceVersion"]
                 params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": "600"}
                 with self.kube.http.stream("GET", path, params=params, timeout=None) as stream:
@@ -261,8 +274,14 @@ class Watch:
                             continue
                         event = json.loads(line)
                         with self._lock:
-                            if event["type"] == "DELETED":
-                                self.objects.pop(event["object"]["metadata"]["name"], None)
+                            name = event["object"]["metadata"]["name"]
+                            if instances:
+                                if event["type"] == "DELETED":
+                                    self.instances.pop(name, None)
+                                elif event["type"] in ("ADDED", "MODIFIED"):
+                                    self.instances[name] = event["object"]
+                            elif event["type"] == "DELETED":
+                                self.objects.pop(name, None)
                             elif event["type"] in ("ADDED", "MODIFIED"):
                                 self._record(event["object"], time.monotonic())
             except (httpx.HTTPError, ValueError, KeyError):
@@ -288,14 +307,23 @@ class Watch:
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
         with self._lock:
-            for item in self.objects.values():
-                for instance in (item.get("status") or {}).get("instances", []):
-                    counts[instance["state"]] = counts.get(instance["state"], 0) + 1
+            for item in self.instances.values():
+                state = (item.get("status") or {}).get("state", "Pending")
+                counts[state] = counts.get(state, 0) + 1
         return counts
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.objects.values())
+
+    def instance_statuses(self) -> list[dict[str, Any]]:
+        """The status of every instance object (state defaults to Pending before its first
+        status write)."""
+        with self._lock:
+            return [
+                {"state": "Pending", **(item.get("status") or {})}
+                for item in self.instances.values()
+            ]
 
     def reset_gaps(self) -> None:
         with self._lock:
@@ -368,6 +396,7 @@ class RunFigures:
     patches_per_transition: float | None = None
     events_per_transition: float | None = None
     kube_writes_per_transition: float | None = None
+    status_writes_per_transition: float | None = None
     apiserver_writes: dict[str, int] = field(default_factory=dict)
     golem_calls_per_start: float | None = None
     #: the same without the run script's periodic exec + result polls of Running instances
@@ -389,14 +418,18 @@ class Run:
         self.args, self.cp, self.kube, self.work = args, cp, kube, work
         self.figures = RunFigures()
         biggest = max(n * r for n, r in args.sizes)
-        config = providers_yaml(work, args.providers, biggest)
+        config = providers_yaml(work, args.providers, biggest, args.agreements_per_provider)
         self.net = LocalNetProcess(work, config=config).start()
         self.operator = OperatorProcess(
             work,
             cp.kubeconfig,
             self.net.url,
             self.net.key_file,
-            extra_env={"GOLEM_OPERATOR_LOG_LEVEL": args.log_level},
+            extra_env={
+                "GOLEM_OPERATOR_LOG_LEVEL": args.log_level,
+                # The product's default (the dev stack shortens it for tests).
+                "GOLEM_OPERATOR_RUN_RESULT_INTERVAL": "15",
+            },
         ).start()
 
     def close(self) -> None:
@@ -506,6 +539,18 @@ class Run:
             figures.events_per_transition = events / transitions
             kube_writes = sum(v for k, v in api.items() if k != "PATCH golemservices/scale")
             figures.kube_writes_per_transition = kube_writes / transitions
+            # What records state: the summaries, and the instance objects (create + status).
+            status_writes = sum(
+                v
+                for k, v in api.items()
+                if k
+                in (
+                    "PATCH golemservices/status",
+                    "POST golemserviceinstances",
+                    "PATCH golemserviceinstances/status",
+                )
+            )
+            figures.status_writes_per_transition = status_writes / transitions
         figures.apiserver_writes = dict(api)
         figures.golem_calls_per_start = sum(calls.values()) / total
         execs = sum(c for p, c in calls.items() if p.endswith("/exec"))
@@ -585,15 +630,14 @@ class Run:
 
         def all_ran() -> bool:
             ran = 0
-            for item in watch.snapshot():
-                for instance in (item.get("status") or {}).get("instances", []):
-                    last = (instance.get("lastRun") or {}).get("time")
-                    if (
-                        instance["state"] == "Running"
-                        and last
-                        and datetime.fromisoformat(last).timestamp() >= threshold
-                    ):
-                        ran += 1
+            for instance in watch.instance_statuses():
+                last = (instance.get("lastRun") or {}).get("time")
+                if (
+                    instance["state"] == "Running"
+                    and last
+                    and datetime.fromisoformat(last).timestamp() >= threshold
+                ):
+                    ran += 1
             elapsed = time.monotonic() - started
             if not progress or elapsed - float(progress[-1].split("s:")[0]) >= 2.0:
                 progress.append(f"{elapsed:.0f}s:{ran}")
@@ -640,8 +684,8 @@ class Run:
                 status = item.get("status") or {}
                 if status.get("observedGeneration") != item["metadata"].get("generation"):
                     return False
-                if any(i["state"] != "Terminated" for i in status.get("instances", [])):
-                    return False
+            if any(i["state"] != "Terminated" for i in watch.instance_statuses()):
+                return False
             return bool(items)
 
         def paid() -> bool:
@@ -843,11 +887,19 @@ def report(args: argparse.Namespace, runs: list[RunFigures]) -> str:
         0,
     )
     row(
-        "status patches per instance state transition",
+        "service status patches per instance state transition",
         lambda r: r.patches_per_transition,
         None,
         "",
         2,
+    )
+    row(
+        "API writes recording state per transition (API server's count)",
+        lambda r: r.status_writes_per_transition,
+        1.5,
+        "",
+        2,
+        "service status patches + instance object creations + instance status patches",
     )
     row("Events per instance state transition", lambda r: r.events_per_transition, None, "", 2)
     row(
@@ -856,7 +908,7 @@ def report(args: argparse.Namespace, runs: list[RunFigures]) -> str:
         None,
         "",
         2,
-        "status patches + Events + kopf's finalizer/annotation patches",
+        "state writes + Events + kopf's finalizer/annotation patches + instance removals",
     )
     row(
         "Golem API calls per instance start, all calls during the convergence",
@@ -944,6 +996,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1x10,10x10,100x10"))
     parser.add_argument("--providers", type=int, default=20)
+    parser.add_argument(
+        "--agreements-per-provider",
+        type=int,
+        default=None,
+        help="agreements each provider takes at once (default: room for every instance; "
+        "1 with --providers above the instances is the real network's one VM per provider)",
+    )
     parser.add_argument("--steady-seconds", type=float, default=60.0)
     parser.add_argument("--converge-limit", type=float, default=240.0)
     parser.add_argument("--recovery-limit", type=float, default=120.0)

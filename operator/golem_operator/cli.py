@@ -12,13 +12,19 @@ from pathlib import Path
 
 
 def _crd(args: argparse.Namespace) -> int:
-    from golem_operator.api.crd import crd_yaml
+    from golem_operator.api.crd import CRD_FILES, crd_yaml
 
-    text = crd_yaml()
+    target = Path(args.output)
+    if args.output != "-" and target.is_dir():
+        # A directory (crds/): every CRD in its own file, as committed.
+        for kind, filename in CRD_FILES.items():
+            (target / filename).write_text(crd_yaml(kind))
+        return 0
+    text = crd_yaml(args.kind)
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text)
+        target.write_text(text)
     return 0
 
 
@@ -52,8 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    crd = sub.add_parser("crd", help="print or write the GolemService CRD generated from the API")
-    crd.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    crd = sub.add_parser(
+        "crd", help="print or write the CRDs (GolemService, GolemServiceInstance) from the API"
+    )
+    crd.add_argument(
+        "-o",
+        "--output",
+        default="-",
+        help="file to write, or a directory for one file per CRD (default: stdout)",
+    )
+    crd.add_argument(
+        "--kind",
+        choices=["all", "service", "instance"],
+        default="all",
+        help="which CRD (default: both, as one multi-document YAML)",
+    )
     crd.set_defaults(func=_crd)
 
     run = sub.add_parser("run", help="run the operator")

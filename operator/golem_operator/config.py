@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from golem_operator.golem.config import DEFAULT_MAX_REQUESTS
+
 
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
@@ -46,6 +48,13 @@ class OperatorConfig:
     #: Golem image registry resolving payload.image tags and hashes (a service's
     #: payload.image.registry wins).
     image_registry: str = "https://registry.golem.network"
+    #: Ordinary calls open on one Golem daemon at a time (the rest queue in the operator).
+    daemon_max_requests: int = DEFAULT_MAX_REQUESTS
+    #: Long polls open on one Golem daemon at a time; 0 means no bound.
+    daemon_max_long_polls: int = 0
+    #: Seconds between two writes of an instance's routine run-script result (same outcome
+    #: as the last one written): a failure, a recovery or a state change is written at once.
+    run_result_interval: float = 15.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -101,6 +110,9 @@ class OperatorConfig:
             raise ConfigError(
                 f"GOLEM_OPERATOR_IMAGE_REGISTRY: expected an http(s) URL, got {registry!r}"
             )
+        max_requests = integer("GOLEM_OPERATOR_DAEMON_MAX_REQUESTS", cls.daemon_max_requests)
+        if max_requests < 1:
+            raise ConfigError("GOLEM_OPERATOR_DAEMON_MAX_REQUESTS: expected at least 1, got 0")
         return cls(
             golem_url=env.get("GOLEM_URL", cls.golem_url),
             golem_app_key=key,
@@ -116,4 +128,11 @@ class OperatorConfig:
                 "GOLEM_OPERATOR_UNOWNED_DOCUMENT_WAIT_SECONDS", cls.unowned_document_wait
             ),
             image_registry=registry.rstrip("/"),
+            daemon_max_requests=max_requests,
+            daemon_max_long_polls=integer(
+                "GOLEM_OPERATOR_DAEMON_MAX_LONG_POLLS", cls.daemon_max_long_polls
+            ),
+            run_result_interval=seconds(
+                "GOLEM_OPERATOR_RUN_RESULT_INTERVAL", cls.run_result_interval
+            ),
         )

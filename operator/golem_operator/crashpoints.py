@@ -16,6 +16,7 @@ ENV = "GOLEM_OPERATOR_CRASH_AT"
 POINTS = (
     "allocation-created",  # the allocation exists on Golem, its id not yet in status
     "demand-subscribed",  # the demand exists on Golem, its id not yet in status
+    "instance-created",  # an instance object exists, its status never written
     "agreement-recorded",  # agreement created and in status, not yet confirmed
     "agreement-approved",  # approved by the provider, the instance not yet Starting
     "activity-created",  # activity created, its id not yet in status

@@ -8,8 +8,9 @@ back onto the documented one before validating it: 200 for createActivity, count
 and createAgreement (spec: 201, same body), 200 with an empty body for terminate (spec: 204),
 GET for terminate/reason (spec: POST), 408 for exec-result long polls (not in the spec;
 validated as ErrorMessage), 404 `{"message": null}` for unknown payment documents (checked
-as exactly that), problem JSON for refused allocations (checked for `type` and `detail`) and
-plain-text 401s (checked for yagna's two texts).
+as exactly that), empty 403s and 504s from the net API, problem JSON for refused
+allocations (checked for `type` and `detail`) and plain-text 401s (checked for yagna's two
+texts).
 
 The definitions are loaded with three mechanical fixes of spec defects that the real daemon's
 answers violate too: a nullable enum gets null in its list (ActivityState `["Ready", null]`),
@@ -44,6 +45,7 @@ PREFIXES = {
     "/market-api/v1": "market-api.yaml",
     "/activity-api/v1": "activity-api.yaml",
     "/payment-api/v1": "payment-api.yaml",
+    "/net-api/v1": "net-api.yaml",
     "/me": "identity-api.yaml",
 }
 ERROR_MESSAGE = {"type": "object", "properties": {"message": {"type": "string"}}}
@@ -120,6 +122,12 @@ class Validator:
             assert response.headers["content-type"].startswith("text/plain"), path
             assert response.text in ("Missing application key", "Invalid application key")
             self.seen.add((method, path, 401))
+            return
+        if status in (403, 504) and path.startswith("/net-api/"):
+            # yagna's net API refuses a network it does not own, and a tunnel to nothing,
+            # with an empty body (the spec's Forbidden has an ErrorMessage)
+            assert response.content == b"", (path, response.text)
+            self.seen.add((method, path, status))
             return
         if status == 404 and path.startswith("/payment-api/") and response.content:
             # yagna's body for an unknown allocation, debit note or invoice
@@ -395,3 +403,30 @@ async def test_error_answers_and_401s_match_the_definitions(
     assert refused.status_code == 400
     assert refused.json()["type"] == "/payment-api/v1/allocations/validation-error"
     assert_clean(validator)
+
+
+async def test_net_api_matches_the_openapi_definitions(
+    checked: tuple[httpx.AsyncClient, Validator],
+) -> None:
+    client, validator = checked
+    n = "/net-api/v1/net"
+    # No network yet: an unknown id is "Network not found".
+    assert (await client.get(f"{n}/deadbeef")).status_code == 404
+    created = await client.post(n, json={"ip": "192.168.60.0", "mask": "255.255.255.0"})
+    network_id = created.json()["id"]
+    await client.post(n, json={"ip": "not-an-ip"})
+    await client.get(n)
+    await client.get(f"{n}/{network_id}")
+    await client.get(f"{n}/{network_id}/addresses")
+    await client.post(f"{n}/{network_id}/addresses", json={"ip": "192.168.60.7"})
+    await client.post(f"{n}/{network_id}/addresses", json={"ip": "192.168.61.7"})
+    node = "0x" + "ab" * 20
+    await client.post(f"{n}/{network_id}/nodes", json={"id": node, "ip": "192.168.60.2"})
+    await client.post(f"{n}/{network_id}/nodes", json={"id": node, "ip": "192.168.61.2"})
+    await client.get(f"{n}/{network_id}/nodes")
+    await client.delete(f"{n}/{network_id}/nodes/{node}")
+    await client.get(f"{n}/deadbeef/nodes")  # 403 now: the requestor owns a network
+    await client.delete(f"{n}/{network_id}")
+    assert_clean(validator)
+    statuses = {(method, status) for method, _, status in validator.seen}
+    assert {("post", 200), ("get", 200), ("delete", 200), ("post", 400), ("get", 403)} <= statuses

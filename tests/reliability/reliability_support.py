@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_operator.devenv.controlplane import ControlPlane, free_port
-from golem_operator.devenv.stack import LocalNetProcess, OperatorProcess
+from golem_operator.devenv.stack import LocalNetProcess, OperatorProcess, service_view
 
 HERE = Path(__file__).resolve().parent
 PROVIDERS = HERE / "providers.yaml"
@@ -189,10 +189,8 @@ def node_name(namespace: str, name: str) -> str:
 
 
 def gsvc_status(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
-    out = cp.kubectl_run("get", "-n", namespace, "gsvc", name, "-o", "json", check=False)
-    if out.returncode != 0:
-        return {}
-    status: dict[str, Any] = json.loads(out.stdout).get("status", {})
+    """The service's status, with `instances` built from its GolemServiceInstance objects."""
+    status: dict[str, Any] = service_view(cp, namespace, name).get("status", {})
     return status
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 
 from golem_operator.devenv.controlplane import ControlPlane
-from golem_operator.devenv.stack import LocalNetProcess, gsvc
+from golem_operator.devenv.stack import LocalNetProcess, service_view
 
 ROOT = Path(__file__).resolve().parents[2]
-FAULTY = ["fails-start", "crashes", "terminates", "fails-run", "pricey"]
+FAULTY = ["fails-start", "crashes", "terminates", "fails-run", "pricey", "shy-1", "shy-2", "shy-3"]
 
 
 class Service:
@@ -32,7 +32,8 @@ class Service:
         self.cp.kubectl_run("apply", "-n", self.namespace, "-f", "-", input=json.dumps(manifest))
 
     def get(self) -> dict[str, Any]:
-        return gsvc(self.cp, self.namespace, self.name)
+        """The GolemService, its status listing its GolemServiceInstance objects."""
+        return service_view(self.cp, self.namespace, self.name)
 
     @property
     def status(self) -> dict[str, Any]:
@@ -78,18 +79,16 @@ class Service:
         )
 
     def events(self) -> list[dict[str, Any]]:
-        out = self.cp.kubectl_run(
-            "get",
-            "events",
-            "-n",
-            self.namespace,
-            "-o",
-            "json",
-            "--field-selector",
-            f"involvedObject.name={self.name}",
-        )
+        """Events about the service and about its instance objects."""
+        out = self.cp.kubectl_run("get", "events", "-n", self.namespace, "-o", "json")
         items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
-        return items
+        return [e for e in items if self._about_me(e["involvedObject"])]
+
+    def _about_me(self, involved: dict[str, Any]) -> bool:
+        if involved.get("kind") == "GolemServiceInstance":
+            prefix, _, sequence = str(involved.get("name", "")).rpartition("-")
+            return prefix == self.name and sequence.isdigit()
+        return bool(involved.get("name") == self.name)
 
     def delete(self, wait: bool = True, timeout: float = 90.0) -> None:
         self.cp.kubectl_run(

@@ -303,6 +303,13 @@ spec:
 - apiGroups: [services.golem.network]
   resources: [golemservices/status]
   verbs: [get, patch]
+# GolemServiceInstances: one per instance, created, recorded and removed by the operator.
+- apiGroups: [services.golem.network]
+  resources: [golemserviceinstances]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [services.golem.network]
+  resources: [golemserviceinstances/status]
+  verbs: [get, patch]
 # Events about GolemServices (kopf posts core events; the operator events.k8s.io ones).
 - apiGroups: [""]
   resources: [events]

@@ -1,4 +1,4 @@
-"""Generates the GolemService CustomResourceDefinition from the pydantic models.
+"""Generates the CustomResourceDefinitions (GolemService, GolemServiceInstance) from the models.
 
 Called by ``golem-operator crd`` (which writes crds/) and by the test that fails when the
 committed YAML drifts from the models. Pydantic's JSON schema is turned into a Kubernetes
@@ -14,7 +14,11 @@ import yaml
 
 from golem_operator import constants
 from golem_operator.api.spec import GolemServiceSpec
-from golem_operator.api.status import GolemServiceStatus
+from golem_operator.api.status import (
+    GolemServiceInstanceSpec,
+    GolemServiceStatus,
+    InstanceStatus,
+)
 
 _KEEP = {
     "type",
@@ -42,6 +46,27 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Up-to-date",
+        "type": "integer",
+        "jsonPath": ".status.updatedReplicas",
+        "priority": 1,
+        "description": "Instances of the update revision",
+    },
+    {
+        "name": "Available",
+        "type": "integer",
+        "jsonPath": ".status.availableReplicas",
+        "priority": 1,
+        "description": "Instances Running for at least minReadySeconds",
+    },
+    {
+        "name": "Revision",
+        "type": "string",
+        "jsonPath": ".status.updateRevision",
+        "priority": 1,
+        "description": "The spec's revision",
+    },
     {
         "name": "Spent",
         "type": "string",
@@ -116,7 +141,22 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def _schema(model: type[GolemServiceSpec] | type[GolemServiceStatus]) -> dict[str, Any]:
+#: Printer columns of instances, in the manner of `kubectl get pods`.
+INSTANCE_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "Provider", "type": "string", "jsonPath": ".status.provider.name"},
+    {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Service", "type": "string", "jsonPath": ".spec.service", "priority": 1},
+    {"name": "Revision", "type": "string", "jsonPath": ".spec.revision", "priority": 1},
+    {"name": "Agreement", "type": "string", "jsonPath": ".status.agreementId", "priority": 1},
+    {"name": "Activity", "type": "string", "jsonPath": ".status.activityId", "priority": 1},
+    {"name": "Spent", "type": "string", "jsonPath": ".status.spent", "priority": 1},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+]
+
+
+def _schema(model: type[Any]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     return dict(_structural(raw, defs))
@@ -202,6 +242,81 @@ def crd() -> dict[str, Any]:
     }
 
 
-def crd_yaml() -> str:
-    header = "# Generated from operator/golem_operator/api by `golem-operator crd`. Do not edit.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+def instance_crd() -> dict[str, Any]:
+    """The GolemServiceInstance CustomResourceDefinition: one object per instance."""
+    spec_schema = _schema(GolemServiceInstanceSpec)
+    spec_schema["description"] = (
+        "What the instance is (its service and revision); set by the operator at creation."
+    )
+    spec_schema["x-kubernetes-validations"] = [
+        {"rule": "self == oldSelf", "message": "an instance's spec is immutable"}
+    ]
+    status = _schema(InstanceStatus)
+    status["description"] = (
+        "Observed state of the instance, and the operator's record of the agreement and "
+        "activity it holds."
+    )
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": constants.INSTANCE_CRD_NAME,
+            "labels": {"app.kubernetes.io/part-of": "golem-operator"},
+        },
+        "spec": {
+            "group": constants.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": constants.INSTANCE_KIND,
+                "listKind": f"{constants.INSTANCE_KIND}List",
+                "plural": constants.INSTANCE_PLURAL,
+                "singular": constants.INSTANCE_SINGULAR,
+                "shortNames": list(constants.INSTANCE_SHORT_NAMES),
+                "categories": list(constants.CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": constants.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": INSTANCE_PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": (
+                                "One instance of a GolemService: a provider rented on Golem, "
+                                "driven Pending -> Starting -> Running -> Stopping -> "
+                                "Terminated. Created and owned by its GolemService; deleting "
+                                "it stops the instance cleanly and the service replaces it."
+                            ),
+                            "properties": {
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": "API version of this object.",
+                                },
+                                "kind": {"type": "string", "description": "Kind of this object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+_HEADER = "# Generated from operator/golem_operator/api by `golem-operator crd`. Do not edit.\n"
+
+#: The CRD files of crds/, by the --kind that `golem-operator crd` takes.
+CRD_FILES = {"service": "golemservices.yaml", "instance": "golemserviceinstances.yaml"}
+
+
+def crd_yaml(kind: str = "service") -> str:
+    """One CRD as committed in crds/ (kind: service or instance), or both (all)."""
+    if kind == "all":
+        return crd_yaml("service") + "---\n" + crd_yaml("instance")
+    document = crd() if kind == "service" else instance_crd()
+    return _HEADER + yaml.safe_dump(document, sort_keys=False, width=100)

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -526,6 +527,125 @@ class RestartPolicy(StrEnum):
     NEVER = "Never"
 
 
+# --- rollout ---------------------------------------------------------------------------------
+
+#: A count or a percentage of replicas ("25%"), as Deployments take maxSurge and maxUnavailable.
+PERCENT_PATTERN = r"^[0-9]{1,3}%$"
+IntOrPercent = Annotated[
+    int | str,
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+
+
+def _check_int_or_percent(value: int | str, field: str) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be a count or a percentage such as 25%")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{field} must not be negative")
+        return value
+    if not re.match(PERCENT_PATTERN, value):
+        raise ValueError(f"{field} must be a count or a percentage such as 25%, not {value!r}")
+    return value
+
+
+def _int_or_percent_rule(field: str) -> tuple[str, str, str]:
+    return (
+        f"!has(self.{field}) || (type(self.{field}) == int ? int(self.{field}) >= 0 : "
+        f"string(self.{field}).matches('{PERCENT_PATTERN}'))",
+        f"{field} must be a non-negative count or a percentage such as 25%",
+        f".{field}",
+    )
+
+
+class RollingUpdate(_Model):
+    """How far a rolling update may go above and below spec.replicas (as a Deployment's)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            _int_or_percent_rule("maxSurge"),
+            _int_or_percent_rule("maxUnavailable"),
+            (
+                "!has(self.maxSurge) || !has(self.maxUnavailable) || "
+                "!(string(self.maxSurge) in ['0', '0%'] && "
+                "string(self.maxUnavailable) in ['0', '0%'])",
+                "maxSurge and maxUnavailable cannot both be 0",
+                ".maxUnavailable",
+            ),
+        ),
+    )
+
+    max_surge: IntOrPercent = Field(
+        "25%",
+        alias="maxSurge",
+        description="How many instances may exist above spec.replicas while instances of an "
+        "older revision (or an agreement about to end) are replaced: a count or a percentage "
+        "of replicas, rounded up. Each needs the budget of one more agreement.",
+        json_schema_extra={"default": "25%"},
+    )
+    max_unavailable: IntOrPercent = Field(
+        "25%",
+        alias="maxUnavailable",
+        description="How many of spec.replicas may be unavailable while replacing: a count or "
+        "a percentage of replicas, rounded down. Not 0 when maxSurge is 0.",
+        json_schema_extra={"default": "25%"},
+    )
+
+    @field_validator("max_surge")
+    @classmethod
+    def _surge(cls, value: int | str) -> int | str:
+        return _check_int_or_percent(value, "maxSurge")
+
+    @field_validator("max_unavailable")
+    @classmethod
+    def _unavailable(cls, value: int | str) -> int | str:
+        return _check_int_or_percent(value, "maxUnavailable")
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> RollingUpdate:
+        if str(self.max_surge) in ("0", "0%") and str(self.max_unavailable) in ("0", "0%"):
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0")
+        return self
+
+
+class UpdateStrategyType(StrEnum):
+    ROLLING_UPDATE = "RollingUpdate"
+    RECREATE = "Recreate"
+
+
+class UpdateStrategy(_Model):
+    """How instances of an older revision are replaced when the payload, lifecycle or market
+    changes (as a Deployment's strategy)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.rollingUpdate) || !has(self.type) || self.type == 'RollingUpdate'",
+                "rollingUpdate may only be given with type RollingUpdate",
+                ".rollingUpdate",
+            )
+        ),
+    )
+
+    type: UpdateStrategyType = Field(
+        UpdateStrategyType.ROLLING_UPDATE,
+        description="RollingUpdate: new instances first (within maxSurge), old ones stopped "
+        "through their stop scripts while enough stay available (maxUnavailable). Recreate: "
+        "every old instance is stopped first, then the new ones start.",
+    )
+    rolling_update: RollingUpdate | None = Field(
+        None,
+        alias="rollingUpdate",
+        description="maxSurge and maxUnavailable (default 25% each).",
+    )
+
+    @model_validator(mode="after")
+    def _rolling_only(self) -> UpdateStrategy:
+        if self.rolling_update is not None and self.type is not UpdateStrategyType.ROLLING_UPDATE:
+            raise ValueError("rollingUpdate may only be given with type RollingUpdate")
+        return self
+
+
 class GolemServiceSpec(_Model):
     """Desired state of a GolemService: what to run on Golem, how, and how many."""
 
@@ -549,6 +669,12 @@ class GolemServiceSpec(_Model):
                 "duration(has(self.agreementDuration) ? self.agreementDuration : '1h')",
                 "renewBefore must be shorter than agreementDuration",
                 ".renewBefore",
+            ),
+            (
+                "!has(self.progressDeadlineSeconds) || !has(self.minReadySeconds) || "
+                "self.progressDeadlineSeconds > self.minReadySeconds",
+                "progressDeadlineSeconds must be greater than minReadySeconds",
+                ".progressDeadlineSeconds",
             ),
         ),
     )
@@ -602,6 +728,46 @@ class GolemServiceSpec(_Model):
         alias="golemRef",
         description="Golem daemon to use; absent means the operator's default.",
     )
+    update_strategy: UpdateStrategy = Field(
+        default_factory=UpdateStrategy,
+        alias="updateStrategy",
+        description="How instances of an older revision are replaced (RollingUpdate or "
+        "Recreate). Agreement renewals use the rolling update's maxSurge and maxUnavailable.",
+        json_schema_extra={"default": {}},
+    )
+    min_ready_seconds: int = Field(
+        0,
+        alias="minReadySeconds",
+        ge=0,
+        le=86400,
+        description="How long an instance must have been Running to count as available.",
+    )
+    progress_deadline_seconds: int = Field(
+        600,
+        alias="progressDeadlineSeconds",
+        ge=1,
+        le=86400 * 7,
+        description="A rollout that makes no progress for this long is reported as "
+        "Progressing=False, reason ProgressDeadlineExceeded (it goes on trying).",
+    )
+    paused: bool = Field(
+        False,
+        description="Hold the rollout: no instance of an older revision is replaced or "
+        "stopped for it. Scaling and agreement renewals go on.",
+    )
+    revision_history_limit: int = Field(
+        10,
+        alias="revisionHistoryLimit",
+        ge=0,
+        le=100,
+        description="How many old revisions status.revisions remembers.",
+    )
+
+    @model_validator(mode="after")
+    def _deadline_after_ready(self) -> GolemServiceSpec:
+        if self.progress_deadline_seconds <= self.min_ready_seconds:
+            raise ValueError("progressDeadlineSeconds must be greater than minReadySeconds")
+        return self
 
     @property
     def budget_glm(self) -> Decimal:

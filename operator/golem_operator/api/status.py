@@ -1,15 +1,35 @@
-"""GolemService status: what the operator observed, and its memory of what exists on Golem.
+"""Status of a GolemService (a bounded summary) and of its GolemServiceInstances.
 
-Written only by the status writer (handlers) from transactions computed in ``core``. A
-restarted operator re-adopts the agreements and activities recorded here, so every Golem
-object the operator creates is recorded here before the operator relies on it.
+Each instance is its own GolemServiceInstance object, as each Pod of a ReplicaSet is: its
+status is the operator's memory of the agreement and activity that instance holds. Written
+only by the status writers (handlers) from transactions computed in ``core``. A restarted
+operator re-adopts the agreements and activities recorded in the instance objects, so every
+Golem object the operator creates is recorded there before the operator relies on it.
+
+Sizes are bounded (etcd refuses objects above about 1.5 MiB): the bounds are in the schema
+(maxLength, maxItems) and ``core`` cuts values to them before they are written.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: Bounds of an instance's status (enforced by core before writing, declared in the schema).
+MESSAGE_MAX = 1024
+OUTPUT_MAX = 2048
+DOWNLOADS_MAX_ITEMS = 16
+DOWNLOAD_CONTENT_MAX = 65536
+#: All downloads of one instance together (characters of content).
+DOWNLOADS_TOTAL_MAX = 262144
+#: Providers remembered as avoided by one service.
+AVOIDED_MAX = 256
+
+
+def _max_length(n: int) -> dict[str, Any]:
+    return {"maxLength": n}
 
 
 class _Status(BaseModel):
@@ -72,16 +92,29 @@ class RunResult(_Status):
 
     time: str = Field(description="When it finished (RFC 3339).")
     success: bool = Field(description="Whether every command succeeded.")
-    stdout: str = Field("", description="Tail of standard output (capped).")
-    stderr: str = Field("", description="Tail of standard error (capped).")
-    message: str = Field("", description="Error message of the failing command, if any.")
+    stdout: str = Field(
+        "", description="Tail of standard output.", json_schema_extra=_max_length(OUTPUT_MAX)
+    )
+    stderr: str = Field(
+        "", description="Tail of standard error.", json_schema_extra=_max_length(OUTPUT_MAX)
+    )
+    message: str = Field(
+        "",
+        description="Error message of the failing command, if any.",
+        json_schema_extra=_max_length(MESSAGE_MAX),
+    )
 
 
 class Download(_Status):
     """Head of a file fetched by a download command."""
 
     path: str = Field(description="Path inside the VM.")
-    content: str = Field("", description="The first maxBytes bytes (UTF-8, replaced if binary).")
+    content: str = Field(
+        "",
+        description="The first maxBytes bytes (UTF-8, replaced if binary); all downloads of "
+        f"an instance together keep at most {DOWNLOADS_TOTAL_MAX} characters.",
+        json_schema_extra=_max_length(DOWNLOAD_CONTENT_MAX),
+    )
     truncated: bool = Field(False, description="Whether the file was longer than maxBytes.")
 
 
@@ -94,10 +127,9 @@ class Price(_Status):
     cpu_threads: int = Field(1, alias="cpuThreads", description="CPU threads of the provider.")
 
 
-class Instance(_Status):
-    """One instance of the service and the Golem objects it holds."""
+class InstanceStatus(_Status):
+    """Observed state of one instance: its lifecycle state and the Golem objects it holds."""
 
-    name: str = Field(description="Instance name, unique within the service.")
     state: InstanceState = Field(description="Pending, Starting, Running, Stopping, Terminated.")
     provider: Provider | None = Field(None, description="The rented provider.")
     agreement_id: str | None = Field(None, alias="agreementId", description="Golem agreement.")
@@ -128,7 +160,11 @@ class Instance(_Status):
         None, description="The instance this one supersedes (agreement renewal)."
     )
     restarts: int = Field(0, description="How many times this replica was replaced.")
-    message: str = Field("", description="Why it is in this state (errors included).")
+    message: str = Field(
+        "",
+        description="Why it is in this state (errors included).",
+        json_schema_extra=_max_length(MESSAGE_MAX),
+    )
     reason: str = Field("", description="CamelCase reason of the last transition.")
     stopping_reason: str = Field(
         "", alias="stoppingReason", description="Why it was asked to stop (ScaleDown, Deleted…)."
@@ -140,7 +176,9 @@ class Instance(_Status):
         None, alias="lastRun", description="Latest run-script result."
     )
     downloads: list[Download] = Field(
-        default_factory=list, description="Files fetched by download commands."
+        default_factory=list,
+        description="Files fetched by download commands.",
+        json_schema_extra={"maxItems": DOWNLOADS_MAX_ITEMS},
     )
     spent: str = Field("0", description="GLM accepted for this instance's agreement.")
     final: bool = Field(
@@ -153,6 +191,72 @@ class Instance(_Status):
         description="The agreement is terminated and its invoice decided: accepted, or rejected "
         "with the reason (a Warning Event); or it never had one. Never set for a missing invoice.",
     )
+
+
+#: Instance fields kept in the instance object's metadata and spec, not its status.
+IDENTITY_FIELDS = frozenset({"name", "revision"})
+
+
+class Instance(InstanceStatus):
+    """One instance as the operator holds it: its status, with its name and revision."""
+
+    name: str = Field(description="Instance name (the GolemServiceInstance's name).")
+    revision: str = Field("", description="Revision hash of what the instance runs.")
+
+    def status_body(self) -> dict[str, Any]:
+        """The instance object's status, as written."""
+        return self.model_dump(
+            by_alias=True, mode="json", exclude_none=True, exclude=set(IDENTITY_FIELDS)
+        )
+
+
+class GolemServiceInstanceSpec(_Status):
+    """What an instance is: written once by the operator when it creates the instance."""
+
+    service: str = Field(description="Name of the GolemService this instance belongs to.")
+    revision: str = Field(
+        "", description="Hash of what the instance runs (payload, lifecycle and market)."
+    )
+
+
+class InstanceCounts(_Status):
+    """How many instance objects are in each state."""
+
+    pending: int = Field(0, description="Pending: looking for a provider.")
+    starting: int = Field(0, description="Starting: agreement signed, start script running.")
+    running: int = Field(0, description="Running.")
+    stopping: int = Field(0, description="Stopping: stop script running, agreement ending.")
+    terminated: int = Field(0, description="Terminated (kept until settled, then pruned).")
+
+
+#: Revisions status.revisions can hold (spec.revisionHistoryLimit at most 100, plus the
+#: current and the update revision).
+REVISIONS_MAX = 102
+
+
+class RevisionRecord(_Status):
+    """A revision the service has run: the hash of payload, lifecycle and market, and the
+    generation whose spec it stands for."""
+
+    revision: str = Field(description="Revision hash (the label services.golem.network/revision).")
+    generation: int = Field(
+        0, description="metadata.generation of the spec that last made this revision the target."
+    )
+    applied_at: str = Field(
+        alias="appliedAt", description="When it last became the update revision (RFC 3339)."
+    )
+    image: str = Field(
+        "",
+        description="The payload image it runs (tag, or hash), for telling revisions apart.",
+        json_schema_extra=_max_length(512),
+    )
+
+
+class Progress(_Status):
+    """What the rollout had achieved when it last moved (for progressDeadlineSeconds)."""
+
+    mark: str = Field("", description="Revision and counts at the last progress.")
+    time: str = Field(description="When the rollout last made progress (RFC 3339).")
 
 
 class ImageStatus(_Status):
@@ -175,13 +279,57 @@ class GolemServiceStatus(_Status):
         0, alias="observedGeneration", description="The spec generation last acted upon."
     )
     phase: Phase = Field(Phase.PENDING, description="Summary for kubectl get.")
-    replicas: int = Field(0, description="Instances that exist and are not stopping.")
+    replicas: int = Field(
+        0,
+        description="Instances that exist and are not stopping (during a rollout or a renewal "
+        "up to maxSurge above spec.replicas).",
+    )
     ready_replicas: int = Field(0, alias="readyReplicas", description="Instances Running.")
-    selector: str = Field("", description="Label selector of the instances (scale subresource).")
+    available_replicas: int = Field(
+        0,
+        alias="availableReplicas",
+        description="Instances Running for at least spec.minReadySeconds.",
+    )
+    updated_replicas: int = Field(
+        0,
+        alias="updatedReplicas",
+        description="Instances of the update revision that are not stopping.",
+    )
+    current_revision: str = Field(
+        "",
+        alias="currentRevision",
+        description="The revision the service last ran in full (every instance on it).",
+    )
+    update_revision: str = Field(
+        "", alias="updateRevision", description="The revision of the spec as it is now."
+    )
+    revisions: list[RevisionRecord] = Field(
+        default_factory=list,
+        description="Revision history, newest last: the update revision, the current one and "
+        "at most spec.revisionHistoryLimit older ones.",
+        json_schema_extra={"maxItems": REVISIONS_MAX},
+    )
+    last_progress: Progress | None = Field(
+        None, alias="lastProgress", description="When the rollout last made progress."
+    )
+    instance_counts: InstanceCounts = Field(
+        default_factory=InstanceCounts,
+        alias="instanceCounts",
+        description="Instance objects by state (kubectl get gsi -l <selector>).",
+    )
+    selector: str = Field(
+        "",
+        description="Label selector of the instance objects (scale subresource, "
+        "kubectl get gsi -l).",
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Progressing and Degraded."
     )
-    instances: list[Instance] = Field(default_factory=list, description="Every known instance.")
+    instances: list[Instance] = Field(
+        default_factory=list,
+        description="Deprecated: instances recorded here by operator versions before "
+        "GolemServiceInstance. Adopted into instance objects, then cleared, on first sight.",
+    )
     spent: str = Field("0", description="GLM accepted so far (debit notes and invoices).")
     allocation_id: str | None = Field(
         None, alias="allocationId", description="The payment allocation for the budget."
@@ -206,7 +354,9 @@ class GolemServiceStatus(_Status):
     avoided_providers: dict[str, str] = Field(
         default_factory=dict,
         alias="avoidedProviders",
-        description="Providers not to use again until the given time (RFC 3339), by node id.",
+        description="Providers not to use again until the given time (RFC 3339), by node id "
+        f"(at most {AVOIDED_MAX}, the latest kept).",
+        json_schema_extra={"maxProperties": AVOIDED_MAX},
     )
     instance_counter: int = Field(
         0, alias="instanceCounter", description="Sequence for instance names."

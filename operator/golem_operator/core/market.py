@@ -221,3 +221,80 @@ def avoided_providers(avoided: dict[str, str], now: datetime) -> set[str]:
 
 
 AVOID_FOR = timedelta(minutes=10)
+
+
+# --- when the demand is published again ------------------------------------------------------
+
+
+def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
+    """The part of a spec that the published demand says (see build_demand), in wire form.
+
+    Replicas, budget, lifecycle scripts, restart rules, price caps and provider lists are left
+    out: they change which offers are taken, never what the demand asks for, so a change to
+    them (a `kubectl scale` above all) keeps the demand and the offers it has collected.
+    agreementDuration is in: it sets the demand's expiration. golemRef is in: the demand lives
+    on that daemon.
+    """
+    market = spec.market
+    return {
+        "payload": spec.payload.model_dump(mode="json", by_alias=True),
+        "subnetTag": market.subnet_tag,
+        "platform": market.payment.platform,
+        "debitNoteIntervalSeconds": market.debit_note_interval_seconds,
+        "paymentTimeoutSeconds": market.payment_timeout_seconds,
+        "agreementDuration": parse_duration(spec.agreement_duration).total_seconds(),
+        "golemRef": spec.golem_ref.model_dump(mode="json", by_alias=True)
+        if spec.golem_ref
+        else None,
+    }
+
+
+def demand_changed(published: GolemServiceSpec | None, spec: GolemServiceSpec) -> bool:
+    """Whether the demand published for ``published`` no longer says what ``spec`` asks for."""
+    return published is not None and demand_terms(published) != demand_terms(spec)
+
+
+#: Pending instances that have found no usable offer for this long get a fresh demand: offers
+#: consumed by failed negotiations are never offered again on the same demand (a provider
+#: re-offers only when its capacity frees), while a new demand receives every matching offer.
+REFRESH_AFTER = 20.0
+#: The wait doubles with each refresh that brought no usable offer, up to this.
+REFRESH_MAX = 300.0
+#: Pending instances ask for offers every few seconds; a starvation older than this without
+#: a new question is stale (nobody is waiting any more).
+STARVED_STALE = 15.0
+
+
+@dataclass(frozen=True)
+class Starvation:
+    """What a service's market observed of its Pending instances' search, in seconds of one
+    monotonic clock."""
+
+    #: Since when every question for candidates found none (None: the last one found some).
+    since: float | None
+    #: When a Pending instance last asked and found none.
+    last_asked: float | None
+    #: When the demand was subscribed.
+    subscribed: float
+    #: Negotiations in flight on this demand (a refresh would cut them off).
+    negotiating: int
+    #: Refreshes in a row that brought no usable offer.
+    streak: int
+
+
+def refresh_wait(streak: int) -> float:
+    """How long a starvation lasts before the demand is refreshed, after ``streak`` fruitless
+    refreshes in a row."""
+    return float(min(REFRESH_AFTER * 2 ** min(streak, 16), REFRESH_MAX))
+
+
+def demand_refresh_due(observed: Starvation, *, pending: int, now: float) -> bool:
+    """Whether to withdraw the demand and publish it again to receive fresh offers."""
+    if pending <= 0 or observed.negotiating > 0:
+        return False
+    if observed.since is None or observed.last_asked is None:
+        return False
+    if now - observed.last_asked > STARVED_STALE:
+        return False
+    wait = refresh_wait(observed.streak)
+    return now - observed.since >= wait and now - observed.subscribed >= wait

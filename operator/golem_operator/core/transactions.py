@@ -8,22 +8,31 @@ these to its copy of the status and patches the result.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from golem_operator.api.spec import GolemServiceSpec
 from golem_operator.api.status import (
+    AVOIDED_MAX,
+    DOWNLOADS_MAX_ITEMS,
+    DOWNLOADS_TOTAL_MAX,
+    MESSAGE_MAX,
     Condition,
     ConditionType,
+    Download,
     GolemServiceStatus,
     ImageStatus,
     Instance,
+    InstanceCounts,
     Phase,
+    RunResult,
 )
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import plan as planning
+from golem_operator.core import rollout
 from golem_operator.core.images import ResolvedImage
-from golem_operator.core.states import Event, next_state
+from golem_operator.core.states import Event, next_state, restart_allowed
 
-MESSAGE_CAP = 1024
+MESSAGE_CAP = MESSAGE_MAX
 #: How long a replaced instance's failure still explains a Degraded service.
 FAILURE_MEMORY = timedelta(minutes=10)
 
@@ -40,11 +49,16 @@ def find(status: GolemServiceStatus, name: str) -> Instance:
 
 
 def add_instance(
-    status: GolemServiceStatus, service: str, now: datetime, replaces: str | None = None
+    status: GolemServiceStatus,
+    service: str,
+    now: datetime,
+    replaces: str | None = None,
+    revision: str = "",
 ) -> Instance:
     status.instance_counter += 1
     instance = Instance(
         name=f"{service}-{status.instance_counter}",
+        revision=revision,
         state=S.PENDING,
         created_at=iso(now),
         last_transition_time=iso(now),
@@ -86,6 +100,67 @@ def transition(
     if new is S.TERMINATED and old is not S.TERMINATED:
         mark_terminated(instance, now)
     return old, new
+
+
+def respawned(
+    status: GolemServiceStatus,
+    instance: Instance,
+    service: str,
+    now: datetime,
+    message: str,
+    revision: str,
+) -> Instance | None:
+    """After a failure event moved an instance: its successor, if it gets one.
+
+    A failed instance that held an agreement ends (Terminated, its record kept until its
+    invoice is settled: money is tracked per agreement) and a successor takes its replica
+    slot and restart count. One that never held an agreement is simply Pending again. One the
+    policy does not replace stays Terminated, final: it keeps its replica slot.
+    """
+    if instance.state is S.TERMINATED:
+        instance.final = True
+        return None
+    if instance.state is not S.PENDING or not instance.agreement_id:
+        return None
+    mark_terminated(instance, now)
+    successor = add_instance(status, service, now, revision=revision)
+    successor.restarts = instance.restarts
+    instance.restarts -= 1
+    instance.message = f"{message}; replaced by {successor.name}"[:MESSAGE_CAP]
+    return successor
+
+
+def run_failed(instance: Instance, spec: GolemServiceSpec) -> None:
+    """The run script failed failureThreshold times: the instance stops (its stop script
+    still runs); the restart policy decides whether it is replaced or stays, final."""
+    instance.stopping_reason = "RunFailed"
+    instance.final = not restart_allowed(spec.restart_policy, failed=True)
+
+
+def request_stop(instance: Instance, reason: str) -> bool:
+    """Ask an instance to stop for `reason`; False if it was asked so already."""
+    if instance.stopping_reason == reason:
+        return False
+    instance.stopping_reason = reason
+    return True
+
+
+def record_payment(
+    status: GolemServiceStatus, instance: Instance, kind: str, amount: Decimal, accepted: bool
+) -> bool:
+    """A debit note or invoice of an instance's agreement was decided: what was accepted is
+    added (a document states the running total of its agreement, so only the increase
+    counts), and an invoice settles the agreement. False if it was recorded already."""
+    if kind == "invoice" and instance.settled:
+        return False
+    if accepted:
+        spent = Decimal(instance.spent)
+        increment = max(amount - spent, Decimal(0))
+        instance.spent = str(max(amount, spent))
+        status.spent = str(Decimal(status.spent) + increment)
+    if kind == "invoice":
+        instance.settled = True
+    return True
 
 
 def mark_terminated(instance: Instance, now: datetime) -> None:
@@ -130,6 +205,41 @@ def record_image(
     return True
 
 
+def record_run(instance: Instance, result: RunResult, downloads: list[Download]) -> None:
+    """A script's result and fetched files, kept within the instance's status bounds."""
+    instance.last_run = result
+    if downloads:
+        instance.downloads = bound_downloads(downloads)
+
+
+def bound_downloads(downloads: list[Download]) -> list[Download]:
+    """Downloads within the status bounds: at most DOWNLOADS_MAX_ITEMS, the first ones whole
+    and later ones cut to what is left of DOWNLOADS_TOTAL_MAX (marked truncated)."""
+    kept: list[Download] = []
+    room = DOWNLOADS_TOTAL_MAX
+    for download in downloads[:DOWNLOADS_MAX_ITEMS]:
+        content = download.content
+        cut = len(content) > room
+        kept.append(
+            download.model_copy(
+                update={"content": content[:room], "truncated": download.truncated or cut}
+            )
+        )
+        room -= min(len(content), room)
+    return kept
+
+
+def avoid(status: GolemServiceStatus, provider_id: str, until: datetime, now: datetime) -> None:
+    """Remember not to use a provider until `until`; expired entries go, and at most
+    AVOIDED_MAX stay (those avoided longest)."""
+    avoided = {p: u for p, u in status.avoided_providers.items() if datetime.fromisoformat(u) > now}
+    avoided[provider_id] = iso(until)
+    if len(avoided) > AVOIDED_MAX:
+        latest = sorted(avoided.items(), key=lambda item: item[1])[-AVOIDED_MAX:]
+        avoided = dict(latest)
+    status.avoided_providers = avoided
+
+
 def release_golem_objects(instance: Instance) -> None:
     """Forget the agreement and activity of an instance whose agreement was settled."""
     instance.agreement_id = None
@@ -140,6 +250,14 @@ def release_golem_objects(instance: Instance) -> None:
     instance.agreement_expires_at = None
     instance.price = None
     instance.spent = "0"
+
+
+def count_states(instances: list[Instance]) -> InstanceCounts:
+    counts = InstanceCounts()
+    for instance in instances:
+        field = instance.state.value.lower()
+        setattr(counts, field, getattr(counts, field) + 1)
+    return counts
 
 
 def set_condition(
@@ -184,6 +302,7 @@ def summarize(
     deleting: bool = False,
     problem: tuple[str, str] | None = None,
     progress: tuple[str, str] | None = None,
+    target: rollout.Target | None = None,
 ) -> None:
     """Derive counts, selector, phase and the three conditions from the instances.
 
@@ -191,11 +310,37 @@ def summarize(
     invalid spec) that makes the service Degraded regardless of its instances.
     progress: (reason, message) of what the service is waiting for (e.g. a deletion waiting
     for invoices); it keeps Progressing True with that reason.
+    target: the update revision and the rollout settings of the spec: with it, the status
+    says how the rollout goes (updatedReplicas, revisions, Progressing's reason).
     """
     live = planning.counted(status.instances)
     running = [i for i in live if i.state is S.RUNNING]
+    min_ready = target.min_ready if target else timedelta(0)
     status.replicas = len(live)
     status.ready_replicas = len(running)
+    status.available_replicas = sum(1 for i in live if rollout.available(i, now, min_ready))
+    rolled: tuple[bool, str, str] | None = None
+    if target is not None:
+        state = rollout.rollout_state(
+            live, status.instances, target.revision, replicas, now, target.min_ready
+        )
+        status.updated_replicas = state.updated
+        status.update_revision = target.revision
+        status.current_revision = rollout.current_revision(status, state, target.revision, live)
+        rollout.record_revision(
+            status, target.revision, generation, target.image, target.history_limit, now
+        )
+        if not deleting:
+            rolled = rollout.progressing(
+                status,
+                state,
+                target.revision,
+                paused=target.paused,
+                deadline=target.deadline,
+                now=now,
+                why_stalled=rollout.why_stalled(status.instances, target.revision),
+            )
+    status.instance_counts = count_states(status.instances)
     status.selector = f"services.golem.network/service={service}"
     status.observed_generation = generation
 
@@ -220,6 +365,8 @@ def summarize(
     )
     if problem is not None:
         degraded_reason, degraded_message = problem
+    elif rolled is not None and rolled[1] == rollout.PROGRESS_DEADLINE_EXCEEDED:
+        degraded_reason, degraded_message = rolled[1], rolled[2]
     elif failed and len(running) < replicas:
         last = failed[-1]
         degraded_reason, degraded_message = (
@@ -241,6 +388,11 @@ def summarize(
     if progress is not None:
         progressing = True
         progress_reason, progress_message = progress
+    elif rolled is not None and (rolled[1] != rollout.NEW_REVISION_AVAILABLE or not progressing):
+        # A rollout under way, held or stalled; or done and nothing moving (as a
+        # Deployment says NewReplicaSetAvailable, but False: nothing is in progress).
+        progressing = rolled[1] == rollout.REVISION_UPDATING
+        progress_reason, progress_message = rolled[1], rolled[2]
     elif progressing:
         progress_reason = "Deleting" if deleting else "Reconciling"
         progress_message = "instances are moving through their lifecycle"

@@ -11,7 +11,6 @@ and daemon instead.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any
 import yaml
 
 from golem_operator.devenv.controlplane import ControlPlane, KubectlError
-from golem_operator.devenv.stack import ROOT, LocalNetProcess, OperatorProcess
+from golem_operator.devenv.stack import ROOT, LocalNetProcess, OperatorProcess, service_view
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,10 +57,10 @@ def _table(status: dict[str, Any]) -> str:
 
 def _show(cp: ControlPlane, namespace: str, name: str, previous: str) -> tuple[str, dict[str, Any]]:
     try:
-        out = cp.kubectl_run("get", "-n", namespace, "gsvc", name, "-o", "json")
+        # The service and its GolemServiceInstance objects (kubectl get gsvc,gsi).
+        body = service_view(cp, namespace, name)
     except KubectlError:
         return previous, {}
-    body: dict[str, Any] = json.loads(out.stdout)
     text = _table(body.get("status", {}))
     if text != previous:
         print(f"\n--- {time.strftime('%H:%M:%S')} ---\n{text}", flush=True)

@@ -47,6 +47,9 @@ from golem_operator.golem.models import (
     InvoiceEventType,
     MarketDecoration,
     MarketProperty,
+    Network,
+    NetworkAddress,
+    NetworkNode,
     Offer,
     PropertyQueryEvent,
     Proposal,
@@ -58,6 +61,7 @@ from golem_operator.golem.models import (
     RejectionReason,
     UnknownMarketEvent,
 )
+from golem_operator.golem.net import TcpTunnel, deploy_net_entry
 from golem_operator.golem.requesting import OnRequest
 
 __all__ = [
@@ -100,6 +104,9 @@ __all__ = [
     "InvoiceEventType",
     "MarketDecoration",
     "MarketProperty",
+    "Network",
+    "NetworkAddress",
+    "NetworkNode",
     "Offer",
     "OnRequest",
     "PropertyQueryEvent",
@@ -110,6 +117,8 @@ __all__ = [
     "Reason",
     "Rejection",
     "RejectionReason",
+    "TcpTunnel",
     "UnknownMarketEvent",
+    "deploy_net_entry",
     "exescript",
 ]

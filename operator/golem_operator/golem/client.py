@@ -1,7 +1,7 @@
 """`GolemClient`: the async yagna REST client the operator uses as a requestor.
 
 One client talks to one daemon with one app key. It groups the calls per API:
-`.identity`, `.market`, `.activity`, `.payment`, all sharing one request path (timeouts,
+`.identity`, `.market`, `.activity`, `.payment`, `.net`, all sharing one request path (timeouts,
 retries of idempotent calls, error mapping, logging, the `on_request` metrics hook).
 Use it as an async context manager, or call `aclose()`.
 """
@@ -16,6 +16,7 @@ from golem_operator.golem.activity import ActivityApi
 from golem_operator.golem.config import GolemConfig
 from golem_operator.golem.identity import IdentityApi
 from golem_operator.golem.market import MarketApi
+from golem_operator.golem.net import NetApi
 from golem_operator.golem.payment import PaymentApi
 from golem_operator.golem.requesting import OnRequest, Requester
 
@@ -39,10 +40,20 @@ class GolemClient:
         self.market = MarketApi(self._requester)
         self.activity = ActivityApi(self._requester)
         self.payment = PaymentApi(self._requester)
+        self.net = NetApi(self._requester)
 
     @property
     def config(self) -> GolemConfig:
         return self._requester.config
+
+    @property
+    def queued_requests(self) -> int:
+        """Requests waiting for one of the client's slots (see GolemConfig's bounds)."""
+        return self._requester.queued
+
+    @property
+    def active_requests(self) -> int:
+        return self._requester.active
 
     async def aclose(self) -> None:
         """Close the connection pool; the client cannot be used afterwards."""

@@ -23,6 +23,13 @@ ENV_APP_KEY = "YAGNA_APPKEY"
 ENV_REQUEST_TIMEOUT = "GOLEM_REQUEST_TIMEOUT"
 ENV_CONNECT_TIMEOUT = "GOLEM_CONNECT_TIMEOUT"
 ENV_MAX_RETRIES = "GOLEM_MAX_RETRIES"
+ENV_MAX_REQUESTS = "GOLEM_MAX_CONCURRENT_REQUESTS"
+ENV_MAX_LONG_POLLS = "GOLEM_MAX_CONCURRENT_LONG_POLLS"
+
+#: Ordinary calls open on one daemon at a time: 1,000 instances starting at once made the
+#: daemon answer connects with timeouts. 64 slowed stopping 300 instances from 12 s to 20-30 s
+#: (destroying activities is slow); 256 did not (scripts/bench_operator.py, 1x300).
+DEFAULT_MAX_REQUESTS = 256
 
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -44,6 +51,20 @@ class GolemConfig(BaseModel):
     )
     max_retries: int = Field(
         default=3, ge=0, le=10, description="Retries of idempotent calls (GET, PUT, DELETE)."
+    )
+    max_concurrent_requests: int = Field(
+        default=DEFAULT_MAX_REQUESTS,
+        ge=1,
+        le=100_000,
+        description="Ordinary calls (no long-poll wait) open at a time; the rest queue.",
+    )
+    max_concurrent_long_polls: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="Long polls (calls the daemon may hold: event polls, exec results, "
+        "approvals) open at a time; 0 means no bound. Counted apart from ordinary calls, so "
+        "waiting polls never hold up the calls that would end their wait.",
     )
     backoff_base: float = Field(
         default=0.2,
@@ -80,7 +101,8 @@ class GolemConfig(BaseModel):
         """Build the config from environment variables.
 
         Reads GOLEM_URL (default http://127.0.0.1:7465), YAGNA_APPKEY (required) and,
-        optionally, GOLEM_REQUEST_TIMEOUT, GOLEM_CONNECT_TIMEOUT and GOLEM_MAX_RETRIES.
+        optionally, GOLEM_REQUEST_TIMEOUT, GOLEM_CONNECT_TIMEOUT, GOLEM_MAX_RETRIES,
+        GOLEM_MAX_CONCURRENT_REQUESTS and GOLEM_MAX_CONCURRENT_LONG_POLLS.
         Raises `GolemConfigError` naming the offending variable; the key's value is never
         part of the message.
         """
@@ -94,6 +116,8 @@ class GolemConfig(BaseModel):
             ENV_REQUEST_TIMEOUT: "request_timeout",
             ENV_CONNECT_TIMEOUT: "connect_timeout",
             ENV_MAX_RETRIES: "max_retries",
+            ENV_MAX_REQUESTS: "max_concurrent_requests",
+            ENV_MAX_LONG_POLLS: "max_concurrent_long_polls",
         }
         for variable, field in field_by_variable.items():
             raw = env.get(variable)

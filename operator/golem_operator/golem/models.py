@@ -429,3 +429,28 @@ class InvoiceEvent(WireModel):
     invoice_id: str
     rejection: Rejection | None = None
     property: dict[str, Any] | None = None
+
+
+# --- net (net-api.yaml) ----------------------------------------------------------------
+
+
+class Network(WireModel):
+    """A requestor VPN. yagna 0.17.6 answers `ip` with its prefix ("192.168.8.0/24")."""
+
+    id: str
+    ip: str
+    mask: str
+    gateway: str
+
+
+class NetworkNode(WireModel):
+    """A node (provider id) and its address in a VPN."""
+
+    id: str
+    ip: str
+
+
+class NetworkAddress(WireModel):
+    """One of the requestor's own addresses in a VPN, with its prefix ("192.168.8.1/24")."""
+
+    ip: str

@@ -13,9 +13,10 @@ parameter (hence the ASYNC109 waivers); the client's own deadline is that wait p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -43,9 +44,35 @@ from golem_operator.golem.requesting import (
 
 BASE: Final = "/payment-api/v1"
 
-_DEBIT_NOTE_EVENTS: Final = TypeAdapter(list[DebitNoteEvent])
-_INVOICE_EVENTS: Final = TypeAdapter(list[InvoiceEvent])
 _ALLOCATIONS: Final = TypeAdapter(list[Allocation])
+
+DocumentT = TypeVar("DocumentT", DebitNote, Invoice)
+EventT = TypeVar("EventT", DebitNoteEvent, InvoiceEvent)
+
+
+@dataclass(frozen=True)
+class DocumentKind(Generic[DocumentT, EventT]):
+    """Debit notes or invoices: the names and models one code path is parameterised by."""
+
+    label: str  #: "debit note", "invoice" (error texts)
+    collection: str  #: path segment: "debitNotes", "invoices"
+    id_param: str  #: path parameter: "debitNoteId", "invoiceId"
+    events_path: str  #: "debitNoteEvents", "invoiceEvents"
+    model: type[DocumentT]
+    events: TypeAdapter[list[EventT]]
+
+
+DEBIT_NOTES: Final = DocumentKind(
+    "debit note",
+    "debitNotes",
+    "debitNoteId",
+    "debitNoteEvents",
+    DebitNote,
+    TypeAdapter(list[DebitNoteEvent]),
+)
+INVOICES: Final = DocumentKind(
+    "invoice", "invoices", "invoiceId", "invoiceEvents", Invoice, TypeAdapter(list[InvoiceEvent])
+)
 
 Amount = Decimal | str
 """A GLM amount; floats are refused because they cannot hold exact decimal amounts."""
@@ -178,7 +205,70 @@ class PaymentApi:
         )
         return parse_model(response, MarketDecoration)
 
-    # --- debit notes ---------------------------------------------------------------------
+    # --- debit notes and invoices: one path, parameterised by DocumentKind ---------------
+
+    async def collect_document_events(
+        self,
+        kind: DocumentKind[DocumentT, EventT],
+        after_timestamp: datetime | None = None,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        max_events: int = 10,
+        app_session_id: str | None = None,
+    ) -> list[EventT]:
+        """GET /debitNoteEvents or /invoiceEvents: long-poll for events after `after_timestamp`."""
+        wait = check_poll_timeout(timeout)
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/{kind.events_path}",
+            params=_event_params(after_timestamp, wait, max_events, app_session_id),
+            wait=wait,
+        )
+        return parse_adapted(response, kind.events, f"list of {kind.label} events")
+
+    async def get_document(
+        self, kind: DocumentKind[DocumentT, EventT], document_id: str
+    ) -> DocumentT:
+        """GET /debitNotes/{id} or /invoices/{id}."""
+        response = await self._requester.request(
+            "GET",
+            f"{BASE}/{kind.collection}/{{{kind.id_param}}}",
+            path_params={kind.id_param: document_id},
+        )
+        return parse_model(response, kind.model)
+
+    async def accept_document(
+        self,
+        kind: DocumentKind[DocumentT, EventT],
+        document_id: str,
+        amount: Amount,
+        allocation_id: str,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> None:
+        """POST /{debitNotes|invoices}/{id}/accept: accept `amount` (the amount due) from the
+        allocation; waits up to `timeout` for the provider's acknowledgement."""
+        body = Acceptance(total_amount_accepted=_amount(amount), allocation_id=allocation_id)
+        await self._post_acknowledged(kind, document_id, "accept", body, timeout)
+
+    async def reject_document(
+        self,
+        kind: DocumentKind[DocumentT, EventT],
+        document_id: str,
+        reason: RejectionReason | str,
+        amount: Amount,
+        *,
+        message: str | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> None:
+        """POST /{debitNotes|invoices}/{id}/reject: refuse the document, accepting only
+        `amount`."""
+        body = Rejection(
+            rejection_reason=str(reason), total_amount_accepted=_amount(amount), message=message
+        )
+        await self._post_acknowledged(kind, document_id, "reject", body, timeout)
+
+    # The per-kind names the operator calls.
 
     async def collect_debit_note_events(
         self,
@@ -188,24 +278,39 @@ class PaymentApi:
         max_events: int = 10,
         app_session_id: str | None = None,
     ) -> list[DebitNoteEvent]:
-        """GET /debitNoteEvents: long-poll for debit-note events after `after_timestamp`."""
-        wait = check_poll_timeout(timeout)
-        response = await self._requester.request(
-            "GET",
-            f"{BASE}/debitNoteEvents",
-            params=_event_params(after_timestamp, wait, max_events, app_session_id),
-            wait=wait,
+        """GET /debitNoteEvents."""
+        return await self.collect_document_events(
+            DEBIT_NOTES,
+            after_timestamp,
+            timeout=timeout,
+            max_events=max_events,
+            app_session_id=app_session_id,
         )
-        return parse_adapted(response, _DEBIT_NOTE_EVENTS, "list of debit note events")
+
+    async def collect_invoice_events(
+        self,
+        after_timestamp: datetime | None = None,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        max_events: int = 10,
+        app_session_id: str | None = None,
+    ) -> list[InvoiceEvent]:
+        """GET /invoiceEvents."""
+        return await self.collect_document_events(
+            INVOICES,
+            after_timestamp,
+            timeout=timeout,
+            max_events=max_events,
+            app_session_id=app_session_id,
+        )
 
     async def get_debit_note(self, debit_note_id: str) -> DebitNote:
         """GET /debitNotes/{id}."""
-        response = await self._requester.request(
-            "GET",
-            f"{BASE}/debitNotes/{{debitNoteId}}",
-            path_params={"debitNoteId": debit_note_id},
-        )
-        return parse_model(response, DebitNote)
+        return await self.get_document(DEBIT_NOTES, debit_note_id)
+
+    async def get_invoice(self, invoice_id: str) -> Invoice:
+        """GET /invoices/{id}."""
+        return await self.get_document(INVOICES, invoice_id)
 
     async def accept_debit_note(
         self,
@@ -215,15 +320,21 @@ class PaymentApi:
         *,
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
-        """POST /debitNotes/{id}/accept: accept `amount` (its totalAmountDue) from the
-        allocation; waits up to `timeout` for the provider's acknowledgement."""
-        body = Acceptance(total_amount_accepted=_amount(amount), allocation_id=allocation_id)
-        await self._post_acknowledged(
-            f"{BASE}/debitNotes/{{debitNoteId}}/accept",
-            {"debitNoteId": debit_note_id},
-            body,
-            timeout,
+        """POST /debitNotes/{id}/accept (its totalAmountDue)."""
+        await self.accept_document(
+            DEBIT_NOTES, debit_note_id, amount, allocation_id, timeout=timeout
         )
+
+    async def accept_invoice(
+        self,
+        invoice_id: str,
+        amount: Amount,
+        allocation_id: str,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> None:
+        """POST /invoices/{id}/accept (its amount)."""
+        await self.accept_document(INVOICES, invoice_id, amount, allocation_id, timeout=timeout)
 
     async def reject_debit_note(
         self,
@@ -234,58 +345,9 @@ class PaymentApi:
         message: str | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
-        """POST /debitNotes/{id}/reject: refuse the debit note, accepting only `amount`."""
-        body = Rejection(
-            rejection_reason=str(reason), total_amount_accepted=_amount(amount), message=message
-        )
-        await self._post_acknowledged(
-            f"{BASE}/debitNotes/{{debitNoteId}}/reject",
-            {"debitNoteId": debit_note_id},
-            body,
-            timeout,
-        )
-
-    # --- invoices ------------------------------------------------------------------------
-
-    async def collect_invoice_events(
-        self,
-        after_timestamp: datetime | None = None,
-        *,
-        timeout: float = 5.0,  # noqa: ASYNC109
-        max_events: int = 10,
-        app_session_id: str | None = None,
-    ) -> list[InvoiceEvent]:
-        """GET /invoiceEvents: long-poll for invoice events after `after_timestamp`."""
-        wait = check_poll_timeout(timeout)
-        response = await self._requester.request(
-            "GET",
-            f"{BASE}/invoiceEvents",
-            params=_event_params(after_timestamp, wait, max_events, app_session_id),
-            wait=wait,
-        )
-        return parse_adapted(response, _INVOICE_EVENTS, "list of invoice events")
-
-    async def get_invoice(self, invoice_id: str) -> Invoice:
-        """GET /invoices/{id}."""
-        response = await self._requester.request(
-            "GET",
-            f"{BASE}/invoices/{{invoiceId}}",
-            path_params={"invoiceId": invoice_id},
-        )
-        return parse_model(response, Invoice)
-
-    async def accept_invoice(
-        self,
-        invoice_id: str,
-        amount: Amount,
-        allocation_id: str,
-        *,
-        timeout: float = 10.0,  # noqa: ASYNC109
-    ) -> None:
-        """POST /invoices/{id}/accept: accept `amount` (its amount) from the allocation."""
-        body = Acceptance(total_amount_accepted=_amount(amount), allocation_id=allocation_id)
-        await self._post_acknowledged(
-            f"{BASE}/invoices/{{invoiceId}}/accept", {"invoiceId": invoice_id}, body, timeout
+        """POST /debitNotes/{id}/reject."""
+        await self.reject_document(
+            DEBIT_NOTES, debit_note_id, reason, amount, message=message, timeout=timeout
         )
 
     async def reject_invoice(
@@ -297,18 +359,16 @@ class PaymentApi:
         message: str | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> None:
-        """POST /invoices/{id}/reject: refuse the invoice, accepting only `amount`."""
-        body = Rejection(
-            rejection_reason=str(reason), total_amount_accepted=_amount(amount), message=message
-        )
-        await self._post_acknowledged(
-            f"{BASE}/invoices/{{invoiceId}}/reject", {"invoiceId": invoice_id}, body, timeout
+        """POST /invoices/{id}/reject."""
+        await self.reject_document(
+            INVOICES, invoice_id, reason, amount, message=message, timeout=timeout
         )
 
     async def _post_acknowledged(
         self,
-        path_template: str,
-        path_params: dict[str, str],
+        kind: DocumentKind[DocumentT, EventT],
+        document_id: str,
+        verb: str,
         body: Acceptance | Rejection,
         timeout: float,  # noqa: ASYNC109
     ) -> None:
@@ -317,8 +377,8 @@ class PaymentApi:
         wait = check_ack_timeout(timeout)
         await self._requester.request(
             "POST",
-            path_template,
-            path_params=path_params,
+            f"{BASE}/{kind.collection}/{{{kind.id_param}}}/{verb}",
+            path_params={kind.id_param: document_id},
             params={"timeout": wait},
             body=body.to_wire(),
             wait=wait,

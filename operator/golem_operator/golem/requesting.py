@@ -6,8 +6,10 @@ with exponential backoff and jitter, maps failures onto `golem_operator.golem.er
 method, path, status and latency at debug (never headers), and reports each attempt to an
 optional `on_request` hook (for Prometheus latency metrics). After an error answer to a
 request with a body, its connection is dropped rather than reused (yagna would leave it
-hanging). The per-API modules (identity, market, activity, payment) call it and parse bodies
-with the helpers below.
+hanging). Calls wait for one of a bounded number of slots first (ordinary calls and long
+polls apart, see `RequestSlots`); the wait for a slot is not part of a call's timeout. The
+per-API modules (identity, market, activity, payment) call it and parse bodies with the
+helpers below.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from golem_operator.golem.errors import (
     error_for_status,
     message_from_body,
 )
-from golem_operator.golem.transport import AiohttpTransport
+from golem_operator.golem.transport import AiohttpTransport, RequestSlots
 
 _log = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ class Requester:
     ) -> None:
         self._config = config
         self._on_request = on_request
+        self._calls = RequestSlots(config.max_concurrent_requests)
+        self._polls = RequestSlots(config.max_concurrent_long_polls)
         # trust_env=False: never route the bearer key through a proxy taken from the env.
         self._http = httpx.AsyncClient(
             base_url=config.url,
@@ -107,6 +111,16 @@ class Requester:
     @property
     def config(self) -> GolemConfig:
         return self._config
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot right now."""
+        return self._calls.queued + self._polls.queued
+
+    @property
+    def active(self) -> int:
+        """Requests under way right now (ordinary calls and long polls)."""
+        return self._calls.active + self._polls.active
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -141,17 +155,21 @@ class Requester:
         query = {key: _query_value(value) for key, value in (params or {}).items()}
 
         retries = self._config.max_retries if method in IDEMPOTENT_METHODS else 0
+        slots = self._polls if wait > 0 else self._calls
         for attempt in range(retries + 1):
-            outcome = await self._attempt(
-                method,
-                path_template,
-                path,
-                query=query,
-                content=content,
-                headers=headers,
-                http_timeout=http_timeout,
-                deadline=read_timeout + self._config.connect_timeout,
-            )
+            # The timeouts start once a slot is held: a queue in the client is no sign of a
+            # slow daemon.
+            async with slots.hold():
+                outcome = await self._attempt(
+                    method,
+                    path_template,
+                    path,
+                    query=query,
+                    content=content,
+                    headers=headers,
+                    http_timeout=http_timeout,
+                    deadline=read_timeout + self._config.connect_timeout,
+                )
             if outcome.response is not None:
                 return outcome.response
             assert outcome.error is not None

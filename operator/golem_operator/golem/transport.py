@@ -8,10 +8,17 @@ exceptions httpcore would raise, so retries and error mapping are unchanged; eac
 offers the `network_stream` extension whose `aclose()` drops its connection instead of
 returning it to the pool; and an error answer to a request that carried a body never goes
 back to the pool (yagna 0.17.6 leaves such connections hanging), as the Requester expects.
+
+`RequestSlots` bounds how many requests the client has open on one daemon at a time: a burst
+(1,000 instances starting at once) waits its turn in the client instead of opening a
+thousand connections at once, which the daemon's accept queue answered with connect
+timeouts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +36,36 @@ _SKIPPED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "co
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: Seconds an idle connection stays open for reuse.
 KEEPALIVE_SECONDS = 15.0
+
+
+class RequestSlots:
+    """At most `limit` requests at a time (0: no bound); the rest wait in arrival order."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self.limit = limit
+        self._semaphore = asyncio.Semaphore(limit) if limit else None
+        #: Requests waiting for a slot right now.
+        self.queued = 0
+        #: Requests holding a slot (or, without a bound, under way) right now.
+        self.active = 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        if self._semaphore is not None:
+            self.queued += 1
+            try:
+                await self._semaphore.acquire()
+            finally:
+                self.queued -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if self._semaphore is not None:
+                self._semaphore.release()
 
 
 class _Response(aiohttp.ClientResponse):

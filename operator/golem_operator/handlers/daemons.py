@@ -18,6 +18,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from golem_operator.golem import AgreementEventType, GolemClient, GolemConfig, GolemError
+from golem_operator.golem.config import DEFAULT_MAX_REQUESTS
 from golem_operator.observability import metrics
 from golem_operator.requestor.payments import UNOWNED_WAIT, PaymentOwner, PaymentProcessor
 from golem_operator.requestor.supervision import Supervisor
@@ -107,11 +108,19 @@ class Daemon:
 
 
 class DaemonPool:
-    def __init__(self, unowned_wait: float = UNOWNED_WAIT) -> None:
+    def __init__(
+        self,
+        unowned_wait: float = UNOWNED_WAIT,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        max_long_polls: int = 0,
+    ) -> None:
         self._daemons: dict[str, Daemon] = {}
         self._lock = asyncio.Lock()
         #: How long a document waits for its service before it is judged without one.
         self.unowned_wait = unowned_wait
+        #: Calls and long polls open on one daemon at a time (GolemConfig's bounds).
+        self.max_requests = max_requests
+        self.max_long_polls = max_long_polls
 
     async def get(self, url: str, app_key: SecretStr) -> Daemon:
         """The daemon at url (connecting on first use; raises GolemError if unreachable)."""
@@ -122,7 +131,14 @@ class DaemonPool:
             if daemon is not None:
                 return daemon
             health = DaemonHealth()
-            client = GolemClient(GolemConfig(url=url, app_key=app_key), on_request=health.record)
+            config = GolemConfig(
+                url=url,
+                app_key=app_key,
+                max_concurrent_requests=self.max_requests,
+                max_concurrent_long_polls=self.max_long_polls,
+            )
+            client = GolemClient(config, on_request=health.record)
+            metrics.watch_golem_queue(client)
             try:
                 identity = await client.identity.me()
             except BaseException:

@@ -29,6 +29,7 @@ from typing import Any
 from golem_operator import constants
 from golem_operator.config import OperatorConfig
 from golem_operator.core.peering import may_act
+from golem_operator.handlers import instances
 from golem_operator.handlers.daemons import DaemonPool
 from golem_operator.handlers.kube import Kube
 from golem_operator.handlers.service import ServiceWorker
@@ -66,7 +67,11 @@ class Engine:
         self.config = config
         self.kube = kube
         self.peering = peering
-        self.daemons = DaemonPool(unowned_wait=config.unowned_document_wait)
+        self.daemons = DaemonPool(
+            unowned_wait=config.unowned_document_wait,
+            max_requests=config.daemon_max_requests,
+            max_long_polls=config.daemon_max_long_polls,
+        )
         self.images = ImageRegistry()
         self.workers: dict[Key, ServiceWorker] = {}
         #: Workers of objects that are gone, settling their Golem objects.
@@ -132,8 +137,9 @@ class Engine:
         await self.forget(body)
         return True
 
-    async def forget(self, body: dict[str, Any]) -> None:
-        """Drop a worker without touching Golem (force-delete)."""
+    async def forget(self, body: dict[str, Any], abandon: bool = False) -> None:
+        """Drop a worker without touching Golem; with `abandon` (force-delete) its instance
+        objects are released too, unsettled."""
         key = _key(body)
         self.held.discard(key)
         worker = self.workers.get(key)
@@ -141,6 +147,20 @@ class Engine:
             del self.workers[key]
             await worker.close()
             metrics.forget_service(*key)
+        if abandon:
+            await instances.abandon(self.kube, *key, body["metadata"].get("uid", ""))
+
+    def instance_event(self, kind: str | None, body: dict[str, Any]) -> None:
+        """A GolemServiceInstance changed: its deletion is its service's business."""
+        meta = body.get("metadata") or {}
+        service = (meta.get("labels") or {}).get(constants.SERVICE_LABEL)
+        worker = self.workers.get((meta.get("namespace", ""), service or ""))
+        if worker is None or not worker.loaded:
+            return  # a worker loading its instances sees the deletion mark itself
+        if kind == "DELETED":
+            worker.instance_vanished(meta["name"], meta.get("uid", ""))
+        elif meta.get("deletionTimestamp"):
+            worker.instance_deleted(meta["name"])
 
     def gone(self, body: dict[str, Any]) -> None:
         """The object was removed from the API server (a DELETED watch event)."""

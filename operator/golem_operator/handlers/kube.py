@@ -1,7 +1,8 @@
-"""Kubernetes I/O outside kopf's handlers: status patches, Events, Secrets and ConfigMaps.
+"""Kubernetes I/O outside kopf's handlers: status patches, instance objects, Events, Secrets.
 
 Used by the service workers. One shared kubernetes_asyncio ApiClient. Status is written with a
-JSON merge patch on the status subresource only; the operator never writes spec.
+JSON merge patch on the status subresource only; the operator never writes a GolemService's
+spec. GolemServiceInstances are created, status-patched and removed here.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class Kube:
         With `uid`, the patch is refused (Conflict) when the name now belongs to another
         object: a gone object's worker never writes into its successor's status.
         """
+        return await self._patch_status(constants.PLURAL, namespace, name, status, uid)
+
+    async def _patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any], uid: str
+    ) -> bool:
+        """Merge-patch an object's status subresource; False when it (with `uid`, that very
+        object) is gone."""
         body: dict[str, Any] = {"status": status}
         if uid:
             body["metadata"] = {"uid": uid}
@@ -63,7 +71,7 @@ class Kube:
                 constants.GROUP,
                 constants.VERSION,
                 namespace,
-                constants.PLURAL,
+                plural,
                 name,
                 body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
@@ -79,6 +87,89 @@ class Kube:
             raise
         return True
 
+    async def create_instance(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a GolemServiceInstance; the created object (raises ApiException 409 when
+        one of that name exists)."""
+        self.writes += 1
+        created = await self.custom.create_namespaced_custom_object(
+            constants.GROUP, constants.VERSION, namespace, constants.INSTANCE_PLURAL, body
+        )
+        return dict(created)
+
+    async def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = await self.custom.get_namespaced_custom_object(
+                constants.GROUP, constants.VERSION, namespace, constants.INSTANCE_PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found)
+
+    async def list_instances(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The GolemServiceInstances labelled with a service's name."""
+        found = await self.custom.list_namespaced_custom_object(
+            constants.GROUP,
+            constants.VERSION,
+            namespace,
+            constants.INSTANCE_PLURAL,
+            label_selector=f"{constants.SERVICE_LABEL}={service}",
+        )
+        return [dict(item) for item in found.get("items", [])]
+
+    async def patch_instance_status(
+        self, namespace: str, name: str, status: dict[str, Any], uid: str
+    ) -> bool:
+        """Merge-patch an instance's status; False when that object (uid) is gone."""
+        return await self._patch_status(constants.INSTANCE_PLURAL, namespace, name, status, uid)
+
+    async def remove_instance(self, namespace: str, name: str, uid: str) -> None:
+        """Release an instance object (drop the operator's finalizer) and delete it; done when
+        that object (uid) is gone."""
+        object_ = await self.get_instance(namespace, name)
+        if object_ is None or object_["metadata"].get("uid") != uid:
+            return
+        finalizers = list(object_["metadata"].get("finalizers") or [])
+        if constants.INSTANCE_FINALIZER in finalizers:
+            finalizers.remove(constants.INSTANCE_FINALIZER)
+            self.writes += 1
+            try:
+                await self.custom.patch_namespaced_custom_object(
+                    constants.GROUP,
+                    constants.VERSION,
+                    namespace,
+                    constants.INSTANCE_PLURAL,
+                    name,
+                    {
+                        "metadata": {
+                            "uid": uid,
+                            "resourceVersion": object_["metadata"]["resourceVersion"],
+                            "finalizers": finalizers or None,
+                        }
+                    },
+                    _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                raise  # 409: changed meanwhile; the caller retries
+        if object_["metadata"].get("deletionTimestamp"):
+            return
+        self.writes += 1
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                constants.GROUP,
+                constants.VERSION,
+                namespace,
+                constants.INSTANCE_PLURAL,
+                name,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
     async def event(
         self,
         ref: dict[str, str],
@@ -86,13 +177,14 @@ class Kube:
         message: str,
         warning: bool = False,
     ) -> None:
-        """Post a core/v1 Event about the GolemService (kubectl describe shows the story)."""
+        """Post a core/v1 Event about a GolemService, or a GolemServiceInstance when ref
+        names that kind (kubectl describe shows the story)."""
         now = datetime.now(UTC)
         body = {
             "metadata": {"generateName": f"{ref['name']}.", "namespace": ref["namespace"]},
             "involvedObject": {
                 "apiVersion": constants.API_VERSION,
-                "kind": constants.KIND,
+                "kind": ref.get("kind", constants.KIND),
                 "name": ref["name"],
                 "namespace": ref["namespace"],
                 "uid": ref["uid"],

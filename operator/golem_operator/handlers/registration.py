@@ -19,6 +19,7 @@ from golem_operator.handlers.kube import Kube
 from golem_operator.observability import metrics
 
 RESOURCE = (constants.GROUP, constants.VERSION, constants.PLURAL)
+INSTANCES = (constants.GROUP, constants.VERSION, constants.INSTANCE_PLURAL)
 _state: dict[str, Engine] = {}
 
 
@@ -89,11 +90,23 @@ async def observe(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         engine().gone(dict(body))
 
 
+def _being_deleted(body: kopf.Body, **_: Any) -> bool:
+    return bool(body.get("metadata", {}).get("deletionTimestamp"))
+
+
+# Only deletions matter (every status write of an instance comes back as an event): the
+# filter spares kopf the handler call and its log line for the rest.
+@kopf.on.event(*INSTANCES, when=_being_deleted)
+async def observe_instance(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    # kubectl delete gsi: the instance stops cleanly, its service replaces it.
+    engine().instance_event(event.get("type"), dict(body))
+
+
 @kopf.on.delete(*RESOURCE)
 async def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     if force_delete_requested(dict(body)):
         logger.warning("force-delete annotation set: dropping the finalizer without settling")
-        await engine().forget(dict(body))
+        await engine().forget(dict(body), abandon=True)
         return
     if not await engine().delete(dict(body), wait=20.0):
         raise kopf.TemporaryError("waiting for instances to stop and agreements to settle", delay=1)

@@ -8,21 +8,18 @@ instance's fault and never counts as a failure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from golem_operator.api.status import Instance
-from golem_operator.core.states import Event, restart_allowed
+from golem_operator.core import transactions as tx
+from golem_operator.core.states import Event
 from golem_operator.golem import GolemError, GolemNotFound, GolemUnauthorized, GolemUnavailable
 from golem_operator.handlers import starting, uploads
+from golem_operator.handlers.host import InstanceHost
 from golem_operator.requestor.scripts import run_script
-
-if TYPE_CHECKING:
-    from golem_operator.handlers.service import ServiceWorker
 
 _DEAD_STATES = {"Terminated", "Unresponsive"}
 
 
-async def run(worker: ServiceWorker, instance: Instance) -> None:
+async def run(worker: InstanceHost, instance: Instance) -> None:
     """Runs until the instance is asked to stop or fails; returns after its transition."""
     assert worker.daemon is not None and instance.activity_id
     while True:
@@ -44,10 +41,10 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
         if ok:
             if instance.consecutive_failures:
                 instance.consecutive_failures = 0
-                worker.writer.changed()
+                worker.touch(instance)
         else:
             instance.consecutive_failures += 1
-            worker.writer.changed()
+            worker.touch(instance)
             if instance.consecutive_failures >= script.failure_threshold:
                 gone = await _gone(worker, instance)
                 if gone:
@@ -57,8 +54,7 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
                     # restartPolicy says not to (then it keeps its replica slot, failed).
                     if instance.provider is not None:
                         worker.avoid(instance.provider.id, f"run script failed: {message}")
-                    instance.stopping_reason = "RunFailed"
-                    instance.final = not restart_allowed(spec.restart_policy, failed=True)
+                    tx.run_failed(instance, spec)
                     worker.transition(
                         instance,
                         Event.RUN_FAILED,
@@ -69,7 +65,7 @@ async def run(worker: ServiceWorker, instance: Instance) -> None:
             continue
 
 
-async def _lost(worker: ServiceWorker, instance: Instance, message: str) -> None:
+async def _lost(worker: InstanceHost, instance: Instance, message: str) -> None:
     """The activity (or agreement) is gone: end what is left on Golem, then respawn.
 
     A dead activity does not end its agreement: left open, the provider would hold it (and
@@ -79,7 +75,7 @@ async def _lost(worker: ServiceWorker, instance: Instance, message: str) -> None
     worker.respawn(instance, Event.ACTIVITY_LOST, message)
 
 
-async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None, str]:
+async def _probe(worker: InstanceHost, instance: Instance) -> tuple[bool | None, str]:
     """One health check: (True, '') healthy; (False, why) failed; (None, why) gone."""
     assert worker.daemon is not None and instance.activity_id
     client = worker.daemon.client
@@ -112,14 +108,21 @@ async def _probe(worker: ServiceWorker, instance: Instance) -> tuple[bool | None
         )
     except GolemNotFound:
         return None, "the activity is gone"
-    instance.last_run = result
-    if downloads:
-        instance.downloads = downloads
-    worker.writer.changed()
+    previous = instance.last_run
+    tx.record_run(instance, result, downloads)
+    # A result like the last one written by this process is routine: written within the run
+    # result interval, not after every run (at a thousand instances, a write each).
+    routine = (
+        previous is not None
+        and previous.success == result.success
+        and instance.name in worker.reported_runs
+    )
+    worker.reported_runs.add(instance.name)
+    worker.touch(instance, routine=routine)
     return result.success, result.message
 
 
-async def _gone(worker: ServiceWorker, instance: Instance) -> str:
+async def _gone(worker: InstanceHost, instance: Instance) -> str:
     """Why the instance's activity or agreement is gone, or '' if both are alive."""
     assert worker.daemon is not None
     client = worker.daemon.client

@@ -1,10 +1,12 @@
 """One GolemService's worker: reconcile (create/scale), adoption, and the instance drivers.
 
 Created by the engine when kopf reports the object (create, update, resume). The worker holds
-the status in memory — the operator's memory of what exists on Golem — applies transactions
-from ``core``, and lets the status writer patch it. Each instance has a driver task that runs
-the phase modules (starting, running, stopping) for its state. Deletion is the same reconcile
-with every instance asked to stop, then the demand and allocation are released.
+the service's summary status and every instance in memory — the operator's memory of what
+exists on Golem — applies transactions from ``core``, and lets the status writers record them:
+the summary on the GolemService, each instance on its own GolemServiceInstance object. Each
+instance has a driver task that runs the phase modules (starting, running, stopping) for its
+state. Deletion is the same reconcile with every instance asked to stop, then the demand and
+allocation are released and the instance objects removed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from golem_operator.api.spec import GolemServiceSpec, parse_duration
 from golem_operator.api.status import GolemServiceStatus, Instance
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import plan as planning
+from golem_operator.core import rollout
 from golem_operator.core import transactions as tx
 from golem_operator.core.images import (
     ImageQuery,
@@ -35,6 +38,7 @@ from golem_operator.core.market import (
     agreement_seconds,
     avoided_providers,
     build_demand,
+    demand_changed,
     next_instance_cost,
 )
 from golem_operator.core.payments import (
@@ -47,6 +51,7 @@ from golem_operator.core.payments import (
     life_seconds,
 )
 from golem_operator.core.redaction import Redactor
+from golem_operator.core.revision import revision
 from golem_operator.core.states import Event
 from golem_operator.crashpoints import crashpoint
 from golem_operator.golem import (
@@ -58,6 +63,8 @@ from golem_operator.golem import (
 )
 from golem_operator.handlers import running, starting, stopping, uploads
 from golem_operator.handlers.daemons import Daemon
+from golem_operator.handlers.instances import InstanceObjects
+from golem_operator.handlers.kube import Kube
 from golem_operator.handlers.status import StatusWriter
 from golem_operator.observability import logs, metrics
 from golem_operator.requestor.market import ServiceMarket
@@ -67,6 +74,13 @@ if TYPE_CHECKING:
     from golem_operator.handlers.engine import Engine
 
 RECONCILE_PERIOD = 2.0
+#: How long a pass waits for the instance objects to be written before it adds or replaces.
+PLAN_FLUSH_WAIT = 5.0
+#: Coalescing interval of one instance object's status writes (each instance is its own
+#: object: its writes need little batching, and every flush waits for it).
+INSTANCE_WRITE_INTERVAL = 0.1
+#: Status writes failing this long make the service Degraded (StatusWriteFailing).
+WRITE_FAILURE_GRACE = 10.0
 #: Longest wait between two registry queries for an image that failed to resolve.
 IMAGE_RETRY_MAX = 60.0
 
@@ -87,6 +101,13 @@ class ServiceWorker:
         self.spec: GolemServiceSpec | None = None
         self.spec_error: str | None = None
         self.status = GolemServiceStatus.model_validate(body.get("status") or {})
+        #: Instances recorded in status.instances by earlier versions, until each has its
+        #: object (then the summary write clears the list).
+        self._legacy: list[dict[str, Any]] | None = (body.get("status") or {}).get("instances")
+        self._legacy_instances = list(self.status.instances)
+        self.status.instances = []
+        self.loaded = False
+        self._summary_stale = True
         self.deleting = False
         #: The object is gone (no finalizer ran): settling without writing status.
         self.orphaned = False
@@ -103,6 +124,18 @@ class ServiceWorker:
         self.writer = StatusWriter(
             self._snapshot, self._patch, engine.config.status_interval, body.get("status") or {}
         )
+        self.objects = InstanceObjects(
+            engine.kube,
+            self.namespace,
+            self.name,
+            lambda: self.uid,
+            min(engine.config.status_interval, INSTANCE_WRITE_INTERVAL),
+            self.redactor.tree,
+            routine_interval=engine.config.run_result_interval,
+        )
+        #: Instances whose run-script result this process has written once (later results
+        #: with the same outcome are routine).
+        self.reported_runs: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         #: What a deletion is waiting for (invoices), shown as the Progressing condition.
         self.awaiting: tuple[str, str] | None = None
@@ -167,6 +200,7 @@ class ServiceWorker:
         if self.market is not None:
             await self.market.close(unsubscribe=False)
             self.market = None
+        await self.objects.close()
         await self.writer.close()
 
     def update(self, body: dict[str, Any]) -> None:
@@ -186,14 +220,94 @@ class ServiceWorker:
         self.wake.set()
 
     @property
+    def kube(self) -> Kube:
+        return self.engine.kube
+
+    @property
     def ref(self) -> dict[str, str]:
         return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
 
     def _snapshot(self) -> dict[str, Any]:
         # The one way status leaves the operator: uploaded Secret content is replaced here.
-        body = self.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        # Instances are written to their own objects; a list written by an earlier version
+        # stays as it was until every instance in it has its object.
+        if self._summary_stale:
+            self._derive_summary()
+        body = self.status.model_dump(
+            by_alias=True, mode="json", exclude_none=True, exclude={"instances"}
+        )
+        if self._legacy is not None:
+            body["instances"] = self._legacy
         redacted: dict[str, Any] = self.redactor.tree(body)
         return redacted
+
+    def touch(self, instance: Instance, routine: bool = False) -> None:
+        """An instance changed: its object and the summary are to be written. A routine
+        change (a run result like the last one written) waits for the routine interval."""
+        self.objects.changed(instance.name, routine)
+        if not routine:
+            self.writer.changed()
+
+    async def persist(self, instance: Instance) -> None:
+        """Return once an instance's changes so far are recorded in its object."""
+        self.objects.changed(instance.name)
+        await self.objects.flush(instance.name)
+
+    def _add(self, instance: Instance) -> None:
+        """A new instance: its object is created, its driver started."""
+        self.objects.track(instance)
+        self._ensure_driver(instance)
+        self.writer.changed()
+
+    async def _load_instances(self) -> None:
+        """Adopt the instance objects (after a restart), and the instances an earlier version
+        recorded in status.instances: each gets its object before that list is cleared."""
+        loaded = await self.objects.load()
+        names = {i.name for i in loaded.instances}
+        legacy = [i for i in self._legacy_instances if i.name not in names]
+        self.status.instances = [*loaded.instances, *legacy]
+        counter = max([planning.sequence(i.name) for i in self.status.instances], default=0)
+        self.status.instance_counter = max(self.status.instance_counter, counter)
+        for instance in legacy:
+            self.objects.track(instance)
+        if legacy:
+            await self.objects.flush_all()
+            self.log.info(
+                "adopted %d instances from status.instances into instance objects", len(legacy)
+            )
+            self.post_event(
+                "InstancesAdopted",
+                f"{len(legacy)} instances recorded in status.instances now have their "
+                "GolemServiceInstance objects",
+            )
+        self._legacy = None
+        self._legacy_instances = []
+        for name in loaded.deleting:
+            self.instance_deleted(name)
+        self.loaded = True
+        self._summarize()
+
+    def instance_vanished(self, name: str, uid: str) -> None:
+        """An instance object left the API server without the operator's finalizer: the
+        instance is stopped as its deletion asked, and recorded again until settled."""
+        if self.objects.vanished(name, uid):
+            self.log.warning(
+                "instance %s: its object was removed without its finalizer; stopping the "
+                "instance and recording it again until its agreement is settled",
+                name,
+            )
+            self.instance_deleted(name)
+
+    def instance_deleted(self, name: str) -> None:
+        """Its object is being deleted (kubectl delete gsi): stop it; the service replaces it
+        and the object goes once the instance is settled."""
+        instance = self.instance(name)
+        if instance is None:
+            return
+        if instance.stopping_reason != planning.INSTANCE_DELETED and not self.deleting:
+            self.log.info("instance %s: its object is being deleted; stopping it", name)
+            self.request_stop(name, planning.INSTANCE_DELETED)
+            self.wake.set()
 
     def post_event(self, reason: str, message: str, warning: bool = False) -> None:
         """A Kubernetes Event about this service, without uploaded Secret content."""
@@ -209,12 +323,16 @@ class ServiceWorker:
         backoff = 1.0
         adopted = False
         while True:
-            if self.deleting and not adopted and not self._holds_golem_objects():
-                # Nothing was ever rented or reserved (e.g. its daemon was never reachable):
-                # nothing to settle, so the deletion must not wait for a connection.
-                self.deleted.set()
-                return
             try:
+                if not self.loaded:
+                    await self._load_instances()
+                if self.deleting and not adopted and not self._holds_golem_objects():
+                    # Nothing was ever rented or reserved (e.g. its daemon was never
+                    # reachable): nothing to settle, so the deletion must not wait for a
+                    # connection.
+                    await self.objects.remove_all()
+                    self.deleted.set()
+                    return
                 if not adopted:
                     await self._connect()
                     await self._adopt()
@@ -243,6 +361,16 @@ class ServiceWorker:
                 self._set_problem(error.reason, str(error))
                 backoff = min(backoff * 2, 60.0)
             except Exception as error:  # one service's bug must not stop the others
+                if not self.loaded:
+                    self._set_problem(
+                        "InstancesUnreadable",
+                        f"cannot read the GolemServiceInstance objects: {_safe(error)}",
+                    )
+                    backoff = min(backoff * 2, 30.0)
+                    self.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), backoff)
+                    continue
                 self.log.exception("reconcile failed")
                 metrics.RECONCILE_ERRORS.labels(
                     self.namespace, self.name, type(error).__name__
@@ -503,6 +631,25 @@ class ServiceWorker:
         self.market.start()
         self._demand_spec = self.spec
 
+    async def _refresh_demand_if_starved(self) -> None:
+        """Pending instances found no usable offer for a while: publish the demand again,
+        so that every matching provider offers afresh (core.market.demand_refresh_due)."""
+        assert self.market is not None
+        pending = sum(1 for i in self.status.instances if i.state is S.PENDING)
+        if not self.market.refresh_due(pending):
+            return
+
+        async def record(demand_id: str) -> None:
+            self.status.demand_id = demand_id
+            self.writer.changed()
+            await self.writer.flush()
+
+        old = self.market.subscription_id
+        new = await self.market.refresh(record)
+        message = f"no usable offer for {pending} Pending instance(s): demand {old} -> {new}"
+        self.log.info("%s", message)
+        self.post_event("DemandRefreshed", message)
+
     @property
     def node_name(self) -> str:
         """The requestor node name of this service's demands (golem.node.id.name)."""
@@ -523,13 +670,19 @@ class ServiceWorker:
         if self._secrets_generation != self.generation:
             await uploads.remember_secrets(self)
             self._secrets_generation = self.generation
-        if not self.deleting and self.market is not None and self._demand_spec != spec:
-            # Payload or market changed: publish a new demand; running instances stay.
+        if (
+            not self.deleting
+            and self.market is not None
+            and demand_changed(self._demand_spec, spec)
+        ):
+            # What the demand says changed: publish a new one; running instances stay.
             old = self.market
             self.market = None
             await old.close(unsubscribe=True)
             self.status.demand_id = None
             self.writer.changed()
+        if not self.deleting and self.market is not None:
+            await self._refresh_demand_if_starved()
         if self.market is not None and not self.market.alive and not self.deleting:
             # The demand expired or vanished (e.g. a daemon restart): publish a new one.
             self.log.info("demand %s is gone; subscribing again", self.market.subscription_id)
@@ -546,6 +699,7 @@ class ServiceWorker:
                 image_problem = (error.reason, str(error))
         if not self.deleting:
             await self._ensure_allocation()
+        current = revision(spec)
         actions = planning.plan(
             replicas=spec.replicas,
             instances=self.status.instances,
@@ -554,20 +708,32 @@ class ServiceWorker:
             budget=self.budget(),
             renew_before=parse_duration(spec.renew_before) if spec.renew_before else None,
             deleting=self.deleting,
+            invoice_wait=timedelta(seconds=self.engine.config.invoice_wait),
+            revision=current,
+            strategy=rollout.Strategy.of(spec),
         )
+        if any(_moves_instances(a) for a in actions):
+            # What the plan saw is written before what it does: whoever watches the instance
+            # objects sees a successor Running before its predecessor stops, and a stopped
+            # instance before the one that takes its place (maxSurge, maxUnavailable hold for
+            # them too). Bounded: failing writes must not hold up the service.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.objects.flush_all(urgent_only=True), PLAN_FLUSH_WAIT)
         for action in actions:
             if isinstance(action, planning.AddInstance):
-                instance = tx.add_instance(self.status, self.name, now, action.replaces)
+                instance = tx.add_instance(
+                    self.status, self.name, now, action.replaces, revision=current
+                )
+                self._add(instance)
                 self.event(
                     instance,
                     "Created" if not action.replaces else "Renewing",
                     "new instance" if not action.replaces else f"renewing {action.replaces}",
                 )
-                self._ensure_driver(instance)
             elif isinstance(action, planning.StopInstance):
                 self.request_stop(action.name, action.reason)
             elif isinstance(action, planning.PruneInstance):
-                self.status.instances = [i for i in self.status.instances if i.name != action.name]
+                self._prune(action)
         pending = {i.name for i in self.status.instances if i.state is S.PENDING}
         self.budget_blocked &= pending
         blocked = not self.deleting and (
@@ -614,13 +780,57 @@ class ServiceWorker:
             self.problem = image_problem
         if self.start_blocked and not self.deleting:
             self.problem = ("UploadSourceInvalid", self.start_blocked)
+        write_problem = self._write_problem()
+        if write_problem is not None:
+            if previous != write_problem:
+                self.log.warning("%s: %s", *write_problem)
+            self.problem = write_problem
         if self.spec_error:
             self.problem = ("InvalidSpec", self.spec_error)
         for instance in self.status.instances:
             self._ensure_driver(instance)
         self._summarize()
 
+    def _write_problem(self) -> tuple[str, str] | None:
+        """Status writes that keep failing: shown as Degraded (where it can still be written)
+        instead of holding up the service."""
+        seconds, error = self.objects.failing()
+        what = "instance objects"
+        if self.writer.failing_for() > seconds:
+            seconds, error, what = self.writer.failing_for(), self.writer.last_error, "status"
+        if seconds < WRITE_FAILURE_GRACE:
+            return None
+        return (
+            "StatusWriteFailing",
+            f"writing the {what} has failed for {int(seconds)}s ({error}); retrying",
+        )
+
+    def _prune(self, action: planning.PruneInstance) -> None:
+        instance = self.instance(action.name)
+        if instance is None:
+            return
+        if action.retire and instance.agreement_id and self.daemon is not None:
+            text = (
+                f"no invoice for agreement {instance.agreement_id} within "
+                f"{timedelta(seconds=self.engine.config.invoice_wait)} after its object was "
+                "deleted: not settled; an invoice arriving later is judged without it"
+            )
+            self.log.warning("%s: %s", instance.name, text)
+            self.post_event("InvoiceMissing", f"{instance.name}: {text}", warning=True)
+            self._retire(instance, f"no longer holds {instance.name} (its object was deleted)")
+        self.status.instances = [i for i in self.status.instances if i.name != action.name]
+        self.objects.remove_soon(action.name)
+        self.writer.changed()
+
     def _summarize(self) -> None:
+        """The summary is to be derived again: when the status is next written (at most
+        once per status interval, not once per instance transition: a pass over every
+        instance costs milliseconds at a thousand of them)."""
+        self._summary_stale = True
+        self.writer.changed()
+
+    def _derive_summary(self) -> None:
+        self._summary_stale = False
         replicas = self.spec.replicas if self.spec else 0
         tx.summarize(
             self.status,
@@ -631,12 +841,12 @@ class ServiceWorker:
             deleting=self.deleting,
             problem=self.problem,
             progress=self.awaiting if self.deleting else None,
+            target=rollout.Target.of(self.spec, revision(self.spec)) if self.spec else None,
         )
         counts: dict[str, int] = {}
         for instance in self.status.instances:
             counts[instance.state.value] = counts.get(instance.state.value, 0) + 1
         metrics.record_instances(self.namespace, self.name, counts, float(self.status.spent))
-        self.writer.changed()
 
     def budget(self) -> planning.Budget:
         assert self.spec is not None
@@ -678,11 +888,10 @@ class ServiceWorker:
 
     def request_stop(self, name: str, reason: str) -> None:
         instance = self.instance(name)
-        if instance is None or instance.stopping_reason == reason:
+        if instance is None or not tx.request_stop(instance, reason):
             return
-        instance.stopping_reason = reason
         self.stop_signals.setdefault(name, asyncio.Event()).set()
-        self.writer.changed()
+        self.touch(instance)
 
     def stop_requested(self, name: str) -> bool:
         signal = self.stop_signals.get(name)
@@ -744,7 +953,8 @@ class ServiceWorker:
         text = self.redactor.text(text)
         self.log.info(text)
         warning = event in (Event.START_FAILED, Event.RUN_FAILED, Event.ACTIVITY_LOST)
-        self.post_event(event.value, text, warning=warning)
+        self.objects.event_soon(instance.name, event.value, text, warning)
+        self.objects.changed(instance.name)
         self._summarize()
         self.wake.set()
 
@@ -758,22 +968,19 @@ class ServiceWorker:
             # Replacements go to another provider (fail_start already avoided it).
             self.avoid(instance.provider.id, message)
         self.transition(instance, event, message)
-        if instance.state is S.TERMINATED:
-            instance.final = True  # not replaced (policy): it keeps its replica slot
-        if instance.state is S.PENDING and instance.agreement_id:
-            tx.mark_terminated(instance, utcnow())
-            successor = tx.add_instance(self.status, self.name, utcnow())
-            successor.restarts = instance.restarts
-            successor.replaces = None
-            instance.restarts -= 1
-            instance.message = f"{message}; replaced by {successor.name}"[: tx.MESSAGE_CAP]
-            self._ensure_driver(successor)
+        successor = tx.respawned(
+            self.status, instance, self.name, utcnow(), message, revision(self.spec_or_fail)
+        )
+        if successor is not None:
+            self._add(successor)
             self._ensure_driver(instance)
-            self._summarize()
+        self.touch(instance)
+        self._summarize()
 
     def avoid(self, provider_id: str, reason: str, period: timedelta = AVOID_FOR) -> None:
-        until = utcnow() + period
-        self.status.avoided_providers[provider_id] = until.isoformat(timespec="seconds")
+        now = utcnow()
+        until = now + period
+        tx.avoid(self.status, provider_id, until, now)
         self.log.info("avoiding provider %s until %s: %s", provider_id, until, reason)
         self.writer.changed()
 
@@ -794,7 +1001,9 @@ class ServiceWorker:
         return load
 
     def event(self, instance: Instance, reason: str, message: str, warning: bool = False) -> None:
-        self.post_event(reason, f"{instance.name}: {message}", warning)
+        """An Event about an instance (on its object: kubectl describe gsi NAME)."""
+        text = self.redactor.text(f"{instance.name}: {message}")
+        self.objects.event_soon(instance.name, reason, text, warning)
 
     def agreement_terminated(self, agreement_id: str, message: str) -> None:
         instance = self._by_agreement(agreement_id)
@@ -835,13 +1044,11 @@ class ServiceWorker:
         instance = self._by_agreement(document.agreement_id)
         if instance is None:
             return
-        if document.kind == "invoice" and instance.settled:
+        if not tx.record_payment(
+            self.status, instance, document.kind, document.amount, decision.accept
+        ):
             return  # recorded already (the processor repeats it after a restart)
-        if decision.accept:
-            increment = max(document.amount - Decimal(instance.spent), Decimal(0))
-            instance.spent = str(max(document.amount, Decimal(instance.spent)))
-            self.status.spent = str(Decimal(self.status.spent) + increment)
-        else:
+        if not decision.accept:
             self.event(
                 instance,
                 f"{document.kind.title().replace(' ', '')}Rejected",
@@ -849,8 +1056,8 @@ class ServiceWorker:
                 f"{decision.reason}",
                 warning=True,
             )
+        self.objects.changed(instance.name)
         if document.kind == "invoice":
-            instance.settled = True
             if self.daemon is not None:
                 self.daemon.unregister(document.agreement_id)
             self.event(
@@ -918,12 +1125,15 @@ class ServiceWorker:
                 await self.daemon.client.payment.release_allocation(self.status.allocation_id)
             self.status.allocation_id = None
         for instance in unsettled:
-            self._retire(instance)
+            self._retire(instance, "was deleted and its allocation released")
         self._summarize()
         await self.writer.flush()
+        # Settled: the instance objects go now (garbage collection would wait for the
+        # finalizer each of them carries).
+        await self.objects.remove_all()
         return True
 
-    def _retire(self, instance: Instance) -> None:
+    def _retire(self, instance: Instance, why: str) -> None:
         """Hand an unsettled agreement of this deleted service to the payment processor."""
         assert self.daemon is not None and instance.agreement_id is not None
         price = LinearPrice.from_status(instance.price) if instance.price else None
@@ -937,10 +1147,19 @@ class ServiceWorker:
                 approved_at=approved,
                 terminated_at=tx.agreement_end(instance, utcnow()),
                 allocation_id=self.status.allocation_id,
-                reason=f"the service {self.namespace}/{self.name} was deleted and its "
-                "allocation released",
+                reason=f"the service {self.namespace}/{self.name} {why}",
             )
         )
+
+
+def _moves_instances(action: planning.Action) -> bool:
+    """Whether an action adds an instance or stops one for a rollout or a renewal."""
+    if isinstance(action, planning.AddInstance):
+        return True
+    return isinstance(action, planning.StopInstance) and action.reason in (
+        rollout.REVISION_UPDATED,
+        "Superseded",
+    )
 
 
 def _platform_name(platform: object) -> str | None:

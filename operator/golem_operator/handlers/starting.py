@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from golem_operator.api.status import Instance, Provider
 from golem_operator.core import transactions as tx
@@ -28,12 +27,9 @@ from golem_operator.golem import (
     GolemUnavailable,
 )
 from golem_operator.handlers import uploads
+from golem_operator.handlers.host import InstanceHost
 from golem_operator.requestor.market import NegotiationFailed
 from golem_operator.requestor.scripts import run_script
-
-if TYPE_CHECKING:
-    from golem_operator.handlers.service import ServiceWorker
-
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +41,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def acquire(worker: ServiceWorker, instance: Instance) -> None:
+async def acquire(worker: InstanceHost, instance: Instance) -> None:
     """Pending: negotiate an agreement; on approval the instance is Starting."""
     if instance.stopping_reason:
         await _abandon_pending(worker, instance)
@@ -78,8 +74,18 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
             approved = agreement.approved_date or now()
             instance.approved_at = approved.isoformat(timespec="seconds")
             worker.daemon.register(instance.agreement_id, worker)
+            # Approved while still Pending on record: the operator stopped before the
+            # activity's id was recorded, so an activity may exist that nobody knows (a second
+            # one on the agreement would be paid twice). The agreement is ended (its invoice
+            # still settles it) and a successor starts afresh.
             worker.transition(
                 instance, Event.AGREEMENT_SIGNED, f"re-adopted agreement {instance.agreement_id}"
+            )
+            await fail_start(
+                worker,
+                instance,
+                "the operator restarted before the activity's id was recorded",
+                avoid=False,
             )
             return
         await _abandon_pending(worker, instance)
@@ -101,7 +107,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         if worker.start_blocked != str(error):
             worker.start_blocked = str(error)
             instance.message = f"not renting: {error}"[: tx.MESSAGE_CAP]
-            worker.writer.changed()
+            worker.touch(instance)
             worker.wake.set()
         await worker.sleep_or_stop(instance.name, 5.0)
         return
@@ -123,7 +129,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         if instance.message != message:
             instance.message = message[: tx.MESSAGE_CAP]
             worker.wake.set()
-            worker.writer.changed()
+            worker.touch(instance)
         await market.wait_for_offers(5.0)
         return
     worker.budget_blocked.discard(instance.name)
@@ -133,7 +139,8 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         message = "waiting for offers" + (f" (refused: {refusals})" if refusals else "")
         if instance.message != message:
             instance.message = message[: tx.MESSAGE_CAP]
-            worker.writer.changed()
+            # Routine: usually followed at once by the agreement's record, which takes it.
+            worker.touch(instance, routine=True)
         await market.wait_for_offers(2.0)
         return
     choice = candidates[0]
@@ -162,8 +169,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     instance.agreement_expires_at = valid_to.isoformat(timespec="seconds")
     instance.message = f"signing agreement with {offer.provider_name or offer.provider_id}"
     worker.daemon.register(draft.agreement_id, worker)
-    worker.writer.changed()
-    await worker.writer.flush()
+    await worker.persist(instance)
     crashpoint("agreement-recorded")
     worker.log.info("instance %s: agreement %s recorded", instance.name, draft.agreement_id)
     try:
@@ -177,7 +183,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
         instance.message = (
             f"{offer.provider_name or offer.provider_id} did not approve; looking again"
         )
-        worker.writer.changed()
+        worker.touch(instance)
         return
     crashpoint("agreement-approved")
     instance.approved_at = now().isoformat(timespec="seconds")
@@ -188,7 +194,7 @@ async def acquire(worker: ServiceWorker, instance: Instance) -> None:
     )
 
 
-async def _wait_for_approval(worker: ServiceWorker, agreement_id: str) -> None:
+async def _wait_for_approval(worker: InstanceHost, agreement_id: str) -> None:
     assert worker.daemon is not None
     for _ in range(3):
         try:
@@ -199,7 +205,7 @@ async def _wait_for_approval(worker: ServiceWorker, agreement_id: str) -> None:
     raise NegotiationFailed("", "provider did not approve within 30s")
 
 
-async def _abandon_pending(worker: ServiceWorker, instance: Instance) -> None:
+async def _abandon_pending(worker: InstanceHost, instance: Instance) -> None:
     """Drop an agreement that was never approved (nothing to pay).
 
     The agreement is cancelled (or terminated, had the provider approved it meanwhile)
@@ -213,10 +219,10 @@ async def _abandon_pending(worker: ServiceWorker, instance: Instance) -> None:
         )
         worker.daemon.unregister(instance.agreement_id)
     tx.release_golem_objects(instance)
-    worker.writer.changed()
+    worker.touch(instance)
 
 
-async def start(worker: ServiceWorker, instance: Instance) -> None:
+async def start(worker: InstanceHost, instance: Instance) -> None:
     """Starting: create the activity and run the start script once."""
     assert worker.daemon is not None and instance.agreement_id
     spec = worker.spec_or_fail
@@ -249,9 +255,9 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
             avoid=False,
         )
         return
-    # Starting must be on record before an activity can exist: after a crash, a Starting
-    # instance without an activity id is known to maybe own one, a Pending one never does.
-    await worker.writer.flush()
+    # Not written before the activity is created: after a crash, an instance on record with
+    # an approved agreement and no activity id may own an activity (see acquire), so its
+    # agreement is ended rather than reused. Starting and the activity id go in one write.
     try:
         activity_id = await client.activity.create_activity(instance.agreement_id, timeout=30.0)
     except GolemUnauthorized:
@@ -265,8 +271,7 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
     crashpoint("activity-created")
     instance.activity_id = activity_id
     instance.message = "running the start script"
-    worker.writer.changed()
-    await worker.writer.flush()
+    await worker.persist(instance)
     commands, field, offset = uploads.script_commands(spec.lifecycle.start, "lifecycle.start")
     try:
         contents = await uploads.resolve(worker, commands, field, offset)
@@ -280,9 +285,7 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
     except GolemNotFound as gone:
         await fail_start(worker, instance, f"start script failed: start script: {gone.message}")
         return
-    instance.last_run = result
-    if downloads:
-        instance.downloads = downloads
+    tx.record_run(instance, result, downloads)
     if result.success:
         worker.transition(instance, Event.START_SUCCEEDED, "start script succeeded")
     else:
@@ -290,7 +293,7 @@ async def start(worker: ServiceWorker, instance: Instance) -> None:
 
 
 async def fail_start(
-    worker: ServiceWorker, instance: Instance, message: str, avoid: bool = True
+    worker: InstanceHost, instance: Instance, message: str, avoid: bool = True
 ) -> None:
     """The start failed: free the provider, then respawn elsewhere or end (per the spec).
 
@@ -303,7 +306,7 @@ async def fail_start(
     worker.respawn(instance, Event.START_FAILED, message)
 
 
-async def release(worker: ServiceWorker, instance: Instance, reason: str) -> None:
+async def release(worker: InstanceHost, instance: Instance, reason: str) -> None:
     """Destroy the activity and end the agreement; only "already gone" counts as done.
 
     Any other answer (5xx, a timeout, the daemon down) propagates: the driver retries with

@@ -44,6 +44,14 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
+def _describe(error: BaseException) -> str:
+    """An API error without its response body."""
+    status = getattr(error, "status", None)
+    if status is not None:
+        return f"{status} {getattr(error, 'reason', '') or ''}".strip()
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
 class StatusWriter:
     def __init__(
         self,
@@ -51,12 +59,19 @@ class StatusWriter:
         patch: Patch,
         interval: float,
         written: dict[str, Any] | None = None,
+        relaxed_interval: float = 0.0,
     ) -> None:
         self._snapshot = snapshot
         self._patch = patch
         self._interval = interval
         self._version = 0  # bumped on every change
         self._written = 0  # the version last written
+        #: The latest change to be written promptly; later ones are routine and wait up to
+        #: relaxed_interval after the previous write (coalescing e.g. run-script results).
+        self._urgent = 0
+        self._relaxed_interval = relaxed_interval
+        #: Callers waiting in flush().
+        self._waiting = 0
         self._wake = asyncio.Event()
         self._written_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +80,9 @@ class StatusWriter:
         self._last_body: dict[str, Any] | None = written
         self.gone = False  # the object was deleted: nothing more to write
         self.patches = 0
+        #: Since when writes keep failing (monotonic), and the latest error; None while fine.
+        self.failing_since: float | None = None
+        self.last_error = ""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="status-writer")
@@ -79,27 +97,56 @@ class StatusWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def changed(self) -> None:
+    def failing_for(self) -> float:
+        """Seconds that writes have been failing (0 while they succeed)."""
+        if self.failing_since is None:
+            return 0.0
+        return time.monotonic() - self.failing_since
+
+    def changed(self, routine: bool = False) -> None:
+        """Something to write: promptly, or (routine) within relaxed_interval."""
         self._version += 1
+        if not routine:
+            self._urgent = self._version
         self._wake.set()
 
-    async def flush(self) -> None:
-        """Return once every change made before this call is written."""
-        target = self._version
+    async def flush(self, urgent_only: bool = False) -> None:
+        """Return once every change made before this call is written (with urgent_only,
+        every change but routine ones, which keep their pace)."""
+        target = self._urgent if urgent_only else self._version
         if self._written >= target or self.gone:
             return
+        self._urgent = max(self._urgent, target)
         self._wake.set()
-        while self._written < target and not self.gone:
-            self._written_event.clear()
-            await self._written_event.wait()
+        self._waiting += 1
+        try:
+            while self._written < target and not self.gone:
+                self._written_event.clear()
+                await self._written_event.wait()
+        finally:
+            self._waiting -= 1
 
     async def _run(self) -> None:
         backoff = 0.5
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # Only routine changes pending: they wait for the relaxed interval, unless
+            # something to write promptly comes meanwhile.
+            while self._urgent <= self._written and self._relaxed_interval > 0:
+                due = self._last_patch + self._relaxed_interval - time.monotonic()
+                if due <= 0:
+                    break
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), due)
+                except TimeoutError:
+                    break
+            self._wake.clear()
+            # The pacing pause is skipped when someone waits for the write (an agreement or
+            # activity id to record before going on): that wait is on the instance's path.
             pause = self._last_patch + self._interval - time.monotonic()
-            if pause > 0:
+            if pause > 0 and not self._waiting:
                 await asyncio.sleep(pause)
             target = self._version
             body = self._snapshot()
@@ -113,11 +160,15 @@ class StatusWriter:
                 raise
             except Exception as error:  # keep the writer alive whatever the API says
                 log.warning("status patch failed (retrying): %s", error)
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                self.last_error = _describe(error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 self._wake.set()
                 continue
             backoff = 0.5
+            self.failing_since = None
             self._last_patch = time.monotonic()
             self._last_body = body
             self.patches += 1

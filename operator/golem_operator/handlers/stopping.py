@@ -7,19 +7,15 @@ finishes the job.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from golem_operator.api.status import Instance
 from golem_operator.core.states import Event
 from golem_operator.golem import GolemNotFound
 from golem_operator.handlers import starting, uploads
+from golem_operator.handlers.host import InstanceHost
 from golem_operator.requestor.scripts import run_script
 
-if TYPE_CHECKING:
-    from golem_operator.handlers.service import ServiceWorker
 
-
-async def stop(worker: ServiceWorker, instance: Instance) -> None:
+async def stop(worker: InstanceHost, instance: Instance) -> None:
     assert worker.daemon is not None
     spec = worker.spec_or_fail
     script = spec.lifecycle.stop

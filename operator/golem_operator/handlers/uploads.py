@@ -9,13 +9,9 @@ logged, and the worker's redactor keeps it (and its base64) out of status and Ev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from golem_operator.api.spec import Command, Script, StartScript
 from golem_operator.constants import UPLOAD_LABEL
-
-if TYPE_CHECKING:
-    from golem_operator.handlers.service import ServiceWorker
+from golem_operator.handlers.host import InstanceHost
 
 
 class UploadError(Exception):
@@ -31,10 +27,10 @@ def script_commands(script: Script, field: str) -> tuple[list[Command], str, int
     return list(script.commands), field, 0
 
 
-async def read_secret(worker: ServiceWorker, name: str, key: str, field: str) -> bytes:
+async def read_secret(worker: InstanceHost, name: str, key: str, field: str) -> bytes:
     """A Secret key for an upload: the Secret must carry the upload label."""
     try:
-        labels, data = await worker.engine.kube.read_secret(worker.namespace, name)
+        labels, data = await worker.kube.read_secret(worker.namespace, name)
     except Exception as error:
         status = getattr(error, "status", None)
         raise UploadError(
@@ -53,7 +49,7 @@ async def read_secret(worker: ServiceWorker, name: str, key: str, field: str) ->
 
 
 async def resolve(
-    worker: ServiceWorker, commands: list[Command], field: str = "lifecycle", offset: int = 0
+    worker: InstanceHost, commands: list[Command], field: str = "lifecycle", offset: int = 0
 ) -> dict[int, bytes]:
     """The content of each upload command, by index in ``commands``.
 
@@ -72,7 +68,7 @@ async def resolve(
                 contents[index] = source.inline.encode()
             elif source.config_map_key_ref is not None:
                 ref = source.config_map_key_ref
-                contents[index] = await worker.engine.kube.read_config_map_key(
+                contents[index] = await worker.kube.read_config_map_key(
                     worker.namespace, ref.name, ref.key
                 )
             elif source.secret_key_ref is not None:
@@ -96,7 +92,7 @@ async def resolve(
     return contents
 
 
-async def remember_secrets(worker: ServiceWorker) -> None:
+async def remember_secrets(worker: InstanceHost) -> None:
     """Teach the redactor every Secret the spec's scripts upload (after a restart, output of
     a running instance may show content uploaded by the previous operator process)."""
     spec = worker.spec

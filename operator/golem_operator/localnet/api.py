@@ -12,25 +12,29 @@ OpenAPI definitions, the localnet follows yagna (docs/localnet.md lists the diff
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from pydantic import TypeAdapter, ValidationError
 
 from golem_operator.localnet.config import DaemonFault, Faults, format_validation_error
-from golem_operator.localnet.events import EventLog, iso, parse_iso, stamp
+from golem_operator.localnet.events import parse_iso, stamp
 from golem_operator.localnet.images import DOWNLOAD_PATH
+from golem_operator.localnet.model import DOCUMENT_KINDS, BareError, PlainError
 from golem_operator.localnet.network import (
     Activity,
     Agreement,
     ApiError,
     Demand,
     Document,
+    DocumentKind,
     Network,
     ProblemError,
     agreement_id_problem,
@@ -39,12 +43,14 @@ from golem_operator.localnet.network import (
 )
 from golem_operator.localnet.pricing import parse_amount
 from golem_operator.localnet.sandbox import SandboxError
+from golem_operator.localnet.vpn import close_quietly
 
 log = logging.getLogger(__name__)
 
 MARKET = "/market-api/v1"
 ACTIVITY = "/activity-api/v1"
 PAYMENT = "/payment-api/v1"
+NET = "/net-api/v1"
 ADMIN = "/_localnet"
 REGISTRY = "/v1/image"
 PUBLIC_PREFIXES = (f"{REGISTRY}/", f"{DOWNLOAD_PATH}/")
@@ -64,6 +70,10 @@ def _net(request: web.Request) -> Network:
     return request.app[NETWORK_KEY]
 
 
+def _is_tcp_tunnel(request: web.Request) -> bool:
+    return request.path.startswith(f"{NET}/net/") and "/tcp/" in request.path
+
+
 def make_auth_middleware(app_key: str) -> Any:
     keys = {"expected": app_key.encode()}
 
@@ -74,6 +84,9 @@ def make_auth_middleware(app_key: str) -> Any:
             return await handler(request)
         # yagna answers in plain text; anything but a `Bearer ` header counts as missing.
         header = request.headers.get("Authorization", "")
+        if not header and _is_tcp_tunnel(request) and "authToken" in request.query:
+            # The TCP websocket also takes the key as a query parameter (app_key_param).
+            header = "Bearer " + request.query["authToken"]
         if not header.startswith("Bearer "):
             return web.Response(status=401, text="Missing application key")
         given = header.removeprefix("Bearer ").strip().encode()
@@ -113,6 +126,10 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except BareError as error:
+        return web.Response(status=error.status)
+    except PlainError as error:
+        return web.Response(status=error.status, text=error.message or "")
     except ProblemError as error:
         return web.json_response(
             error.problem, status=error.status, content_type="application/problem+json"
@@ -230,7 +247,7 @@ def _subscription_id(request: web.Request) -> str:
 
 
 def _demand(request: web.Request) -> Demand:
-    return _net(request).demand(_subscription_id(request))
+    return _net(request).market.demand(_subscription_id(request))
 
 
 def _proposal_id(request: web.Request) -> str:
@@ -281,7 +298,7 @@ async def get_me(request: web.Request) -> web.Response:
 async def subscribe_demand(request: web.Request) -> web.Response:
     properties, constraint_text = await _demand_offer(request)
     # Constraints are not validated here (yagna answers 201 for any text).
-    demand = _net(request).subscribe_demand(properties, constraint_text)
+    demand = _net(request).market.subscribe_demand(properties, constraint_text)
     return _json(demand.id, 201)
 
 
@@ -291,7 +308,7 @@ async def get_demands(request: web.Request) -> web.Response:
 
 
 async def unsubscribe_demand(request: web.Request) -> web.Response:
-    _net(request).unsubscribe_demand(_subscription_id(request))
+    _net(request).market.unsubscribe_demand(_subscription_id(request))
     return _no_content()
 
 
@@ -307,7 +324,7 @@ async def collect_offers(request: web.Request) -> web.Response:
 
 async def get_proposal_offer(request: web.Request) -> web.Response:
     proposal_id = _proposal_id(request)
-    proposal = _net(request).proposal_of(_demand(request), proposal_id)
+    proposal = _net(request).market.proposal_of(_demand(request), proposal_id)
     return _json(proposal.to_json())
 
 
@@ -315,14 +332,16 @@ async def counter_proposal_demand(request: web.Request) -> web.Response:
     proposal_id = _proposal_id(request)
     demand = _demand(request)
     properties, constraint_text = await _demand_offer(request)
-    counter = _net(request).counter_proposal(demand, proposal_id, properties, constraint_text)
+    counter = _net(request).market.counter_proposal(
+        demand, proposal_id, properties, constraint_text
+    )
     return _json(counter.id, 200)  # yagna answers 200; the spec says 201
 
 
 async def reject_proposal_offer(request: web.Request) -> web.Response:
     proposal_id = _proposal_id(request)
     demand = _demand(request)
-    _net(request).reject_proposal(demand, proposal_id, await _reason(request))
+    _net(request).market.reject_proposal(demand, proposal_id, await _reason(request))
     return _no_content()
 
 
@@ -335,7 +354,7 @@ async def create_agreement(request: web.Request) -> web.Response:
         parse_iso(valid_to)
     except ValueError:
         raise ApiError(400, f"Invalid validTo: {valid_to!r}") from None
-    agreement = _net(request).create_agreement(proposal_id, valid_to)
+    agreement = _net(request).market.create_agreement(proposal_id, valid_to)
     return _json(agreement.id, 200)  # yagna answers 200; the spec says 201
 
 
@@ -344,25 +363,25 @@ async def get_agreement(request: web.Request) -> web.Response:
 
 
 async def confirm_agreement(request: web.Request) -> web.Response:
-    _net(request).confirm_agreement(_agreement(request, call="confirm"))
+    _net(request).market.confirm_agreement(_agreement(request, call="confirm"))
     return _no_content()
 
 
 async def wait_for_approval(request: web.Request) -> web.Response:
     agreement = _agreement(request, call="wait")
-    await _net(request).wait_for_approval(agreement, _timeout(request))
+    await _net(request).market.wait_for_approval(agreement, _timeout(request))
     return _no_content()
 
 
 async def cancel_agreement(request: web.Request) -> web.Response:
     agreement = _agreement(request, call="confirm")
-    _net(request).cancel_agreement(agreement, await _reason(request))
+    _net(request).market.cancel_agreement(agreement, await _reason(request))
     return _no_content()
 
 
 async def terminate_agreement(request: web.Request) -> web.Response:
     agreement = _agreement(request, call="terminate")
-    await _net(request).terminate_agreement(agreement, "Requestor", await _reason(request))
+    await _net(request).market.terminate_agreement(agreement, "Requestor", await _reason(request))
     return web.Response(status=200)  # yagna: 200 with an empty body; the spec says 204
 
 
@@ -371,13 +390,13 @@ async def terminate_reason(request: web.Request) -> web.Response:
     if agreement.state != "Terminated" or agreement.terminated_date is None:
         # yagna names the agreement with its provider-side (`P-`) id here.
         raise ApiError(400, f"Agreement [P-{agreement.id}] not terminated yet.")
-    event = _net(request).terminated_event(agreement)
+    event = _net(request).market.terminated_event(agreement)
     event["signature"] = ""  # yagna 0.17.6 leaves it empty in this answer
     return _json(event)
 
 
 async def collect_agreement_events(request: web.Request) -> web.Response:
-    events = await _net(request).agreement_events.collect(
+    events = await _net(request).market.agreement_events.collect(
         after=_after(request), wait_seconds=_timeout(request), max_events=_max_events(request)
     )
     return _json(events)
@@ -387,7 +406,7 @@ async def collect_agreement_events(request: web.Request) -> web.Response:
 async def _activity_of(request: web.Request) -> Activity:
     """The activity, after waiting as its provider would (latency, unresponsiveness)."""
     net = _net(request)
-    activity = net.activity(request.match_info["activityId"])
+    activity = net.exeunits.activity(request.match_info["activityId"])
     await activity.provider.react()
     return activity
 
@@ -400,7 +419,7 @@ async def create_activity(request: web.Request) -> web.Response:
         agreement_id = body["agreementId"]
     else:
         raise ApiError(400, "Json deserialize error: `agreementId` is required")
-    activity = await _net(request).create_activity(agreement_id)
+    activity = await _net(request).exeunits.create_activity(agreement_id)
     # yagna answers 200 here although the OpenAPI definition says 201 (yagna-offline.md),
     # and in the shape it was asked: a bare id for a bare id, else {"activityId": ...}.
     if isinstance(body, str):
@@ -414,13 +433,13 @@ async def exec_script(request: web.Request) -> web.Response:
     text = body.get("text")
     if not isinstance(text, str):
         raise ApiError(400, "Json deserialize error: `text` is required")
-    batch = _net(request).exec_script(activity, text)
+    batch = _net(request).exeunits.exec_script(activity, text)
     return _json(batch.id)
 
 
 async def get_exec_results(request: web.Request) -> web.Response:
     activity = await _activity_of(request)
-    results = await _net(request).results(
+    results = await _net(request).exeunits.results(
         activity,
         request.match_info["batchId"],
         _timeout(request),
@@ -438,11 +457,11 @@ async def get_activity_usage(request: web.Request) -> web.Response:
     activity = await _activity_of(request)
     net = _net(request)
     now = int(datetime.now(UTC).timestamp())
-    return _json({"currentUsage": net.usage(activity), "timestamp": now})
+    return _json({"currentUsage": net.exeunits.usage(activity), "timestamp": now})
 
 
 async def get_activity_agreement(request: web.Request) -> web.Response:
-    activity = _net(request).activity(request.match_info["activityId"])
+    activity = _net(request).exeunits.activity(request.match_info["activityId"])
     return _json(activity.agreement.id)
 
 
@@ -459,7 +478,7 @@ async def get_running_commands(request: web.Request) -> web.Response:
 async def destroy_activity(request: web.Request) -> web.Response:
     activity = await _activity_of(request)
     # Destroyed by the requestor: no reason in the state afterwards (as yagna shows it).
-    await _net(request).end_activity(activity, None, error=None)
+    await _net(request).exeunits.end_activity(activity, None, error=None)
     return _json(None, 200)
 
 
@@ -473,7 +492,7 @@ def _parse_allocation_ids(request: web.Request) -> list[str]:
 
 
 async def create_allocation(request: web.Request) -> web.Response:
-    allocation = _net(request).create_allocation(await _object_body(request))
+    allocation = _net(request).payments.create_allocation(await _object_body(request))
     return _json(allocation.to_json(), 201)
 
 
@@ -492,12 +511,12 @@ async def get_allocations(request: web.Request) -> web.Response:
 
 
 async def get_allocation(request: web.Request) -> web.Response:
-    return _json(_net(request).allocation(request.match_info["allocationId"]).to_json())
+    return _json(_net(request).payments.allocation(request.match_info["allocationId"]).to_json())
 
 
 async def amend_allocation(request: web.Request) -> web.Response:
     net = _net(request)
-    allocation = net.allocation(request.match_info["allocationId"])
+    allocation = net.payments.allocation(request.match_info["allocationId"])
     body = await _object_body(request)
     if "totalAmount" in body:
         try:
@@ -524,13 +543,13 @@ async def amend_allocation(request: web.Request) -> web.Response:
 
 
 async def release_allocation(request: web.Request) -> web.Response:
-    _net(request).release_allocation(request.match_info["allocationId"])
+    _net(request).payments.release_allocation(request.match_info["allocationId"])
     return _json(None, 200)
 
 
 async def demand_decorations(request: web.Request) -> web.Response:
     net = _net(request)
-    allocations = [net.allocation(i) for i in _parse_allocation_ids(request)]
+    allocations = [net.payments.allocation(i) for i in _parse_allocation_ids(request)]
     properties: list[dict[str, str]] = []
     constraint_list: list[str] = []
     for platform in sorted({a.platform for a in allocations}):
@@ -542,20 +561,6 @@ async def demand_decorations(request: web.Request) -> web.Response:
     return _json({"properties": properties, "constraints": constraint_list})
 
 
-def _note(request: web.Request) -> Document:
-    note = _net(request).debit_notes.get(request.match_info["debitNoteId"])
-    if note is None:
-        raise ApiError(404, None)  # yagna: 404 `{"message": null}`
-    return note
-
-
-def _invoice(request: web.Request) -> Document:
-    invoice = _net(request).invoices.get(request.match_info["invoiceId"])
-    if invoice is None:
-        raise ApiError(404, None)  # yagna: 404 `{"message": null}`
-    return invoice
-
-
 def _listing(request: web.Request, documents: list[Document]) -> list[Document]:
     after = _after(request)
     limit = _int_param(request, "maxItems", None)
@@ -563,83 +568,150 @@ def _listing(request: web.Request, documents: list[Document]) -> list[Document]:
     return chosen[:limit] if limit else chosen
 
 
-async def get_debit_notes(request: web.Request) -> web.Response:
-    net = _net(request)
-    notes = _listing(request, list(net.debit_notes.values()))
-    return _json([net.debit_note_json(n) for n in notes])
+def document_handlers(kind: DocumentKind) -> dict[str, Handler]:
+    """The REST handlers of one kind of payment document (debit notes, invoices)."""
+
+    def document(request: web.Request) -> Document:
+        return _net(request).payments.document(kind, request.match_info[kind.id_key])
+
+    async def listing(request: web.Request) -> web.Response:
+        payments = _net(request).payments
+        documents = _listing(request, list(payments.documents[kind].values()))
+        return _json([payments.document_json(d) for d in documents])
+
+    async def one(request: web.Request) -> web.Response:
+        return _json(_net(request).payments.document_json(document(request)))
+
+    async def accept(request: web.Request) -> web.Response:
+        _net(request).payments.accept(document(request), await _object_body(request))
+        return web.Response(status=200)
+
+    async def reject(request: web.Request) -> web.Response:
+        _net(request).payments.reject(document(request), await _object_body(request))
+        return web.Response(status=200)
+
+    async def events(request: web.Request) -> web.Response:
+        found = (
+            await _net(request)
+            .payments.events[kind]
+            .collect(
+                after=_after(request),
+                wait_seconds=_timeout(request),
+                max_events=_max_events(request),
+            )
+        )
+        return _json(found)
+
+    return {"list": listing, "get": one, "accept": accept, "reject": reject, "events": events}
 
 
-async def get_debit_note(request: web.Request) -> web.Response:
-    return _json(_net(request).debit_note_json(_note(request)))
+# ------------------------------------------------------------------------- net
+async def _net_body(request: web.Request) -> dict[str, Any]:
+    """The net API's JSON body; its extractor errors come in plain text."""
+    try:
+        return await _object_body(request)
+    except ApiError as error:
+        raise PlainError(error.status, error.message) from None
 
 
-async def accept_debit_note(request: web.Request) -> web.Response:
-    _net(request).accept(_note(request), "debit-note", await _object_body(request))
-    return web.Response(status=200)
+async def get_networks(request: web.Request) -> web.Response:
+    return _json([n.to_json() for n in _net(request).vpn.list_networks()])
 
 
-async def reject_debit_note(request: web.Request) -> web.Response:
-    net = _net(request)
-    note = _note(request)
-    rejection = net.reject(note, await _object_body(request))
-    _append_rejection(
-        net.debit_note_events, "DebitNoteRejectedEvent", "debitNoteId", note.id, rejection
-    )
-    return web.Response(status=200)
+async def create_network(request: web.Request) -> web.Response:
+    return _json(_net(request).vpn.create_network(await _net_body(request)).to_json())
 
 
-async def get_invoices(request: web.Request) -> web.Response:
-    net = _net(request)
-    invoices = _listing(request, list(net.invoices.values()))
-    return _json([net.invoice_json(i) for i in invoices])
+async def get_network(request: web.Request) -> web.Response:
+    return _json(_net(request).vpn.network(request.match_info["networkId"]).to_json())
 
 
-async def get_invoice(request: web.Request) -> web.Response:
-    return _json(_net(request).invoice_json(_invoice(request)))
+async def remove_network(request: web.Request) -> web.Response:
+    _net(request).vpn.remove_network(request.match_info["networkId"])
+    return _json(None)
 
 
-async def accept_invoice(request: web.Request) -> web.Response:
-    _net(request).accept(_invoice(request), "invoice", await _object_body(request))
-    return web.Response(status=200)
+async def get_addresses(request: web.Request) -> web.Response:
+    network = _net(request).vpn.network(request.match_info["networkId"])
+    return _json([{"ip": ip} for ip in network.addresses])
 
 
-async def reject_invoice(request: web.Request) -> web.Response:
-    net = _net(request)
-    invoice = _invoice(request)
-    rejection = net.reject(invoice, await _object_body(request))
-    _append_rejection(
-        net.invoice_events, "InvoiceRejectedEvent", "invoiceId", invoice.id, rejection
-    )
-    return web.Response(status=200)
+async def add_address(request: web.Request) -> web.Response:
+    vpn = _net(request).vpn
+    vpn.add_address(request.match_info["networkId"], await _net_body(request))
+    return _json(None)
 
 
-def _append_rejection(
-    log_: EventLog, event_type: str, id_key: str, document_id: str, rejection: dict[str, Any]
-) -> None:
-    moment = stamp()
-    log_.append(
-        moment,
-        {
-            "eventType": event_type,
-            "eventDate": iso(moment),
-            id_key: document_id,
-            "rejection": rejection,
-        },
-    )
+async def get_nodes(request: web.Request) -> web.Response:
+    network = _net(request).vpn.network(request.match_info["networkId"])
+    return _json([{"id": node_id, "ip": ip} for ip, node_id in network.nodes.items()])
 
 
-async def debit_note_events(request: web.Request) -> web.Response:
-    events = await _net(request).debit_note_events.collect(
-        after=_after(request), wait_seconds=_timeout(request), max_events=_max_events(request)
-    )
-    return _json(events)
+async def add_node(request: web.Request) -> web.Response:
+    _net(request).vpn.add_node(request.match_info["networkId"], await _net_body(request))
+    return _json(None)
 
 
-async def invoice_events(request: web.Request) -> web.Response:
-    events = await _net(request).invoice_events.collect(
-        after=_after(request), wait_seconds=_timeout(request), max_events=_max_events(request)
-    )
-    return _json(events)
+async def remove_node(request: web.Request) -> web.Response:
+    _net(request).vpn.remove_node(request.match_info["networkId"], request.match_info["nodeId"])
+    return _json(None)
+
+
+async def connect_tcp(request: web.Request) -> web.StreamResponse:
+    """The TCP websocket: binary frames both ways, relayed to ip:port inside the activity."""
+    vpn = _net(request).vpn
+    ip = request.match_info["ip"]
+    try:
+        port = int(request.match_info["port"])
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise PlainError(404, f"invalid port: {request.match_info['port']}")
+    activity = vpn.target(request.match_info["networkId"], ip)
+    try:
+        sock = await vpn.open_tcp(activity, ip, port)
+    except (OSError, TimeoutError) as error:
+        log.info("TCP tunnel to %s:%s in activity %s failed: %s", ip, port, activity.id, error)
+        raise BareError(504) from None
+    ws = web.WebSocketResponse(autoping=True, heartbeat=None)
+    try:
+        await ws.prepare(request)
+        await _relay(ws, sock)
+    finally:
+        close_quietly(sock)
+    return ws
+
+
+async def _relay(ws: web.WebSocketResponse, sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def to_activity() -> None:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                await loop.sock_sendall(sock, message.data)
+            elif message.type == WSMsgType.TEXT:
+                await loop.sock_sendall(sock, message.data.encode())
+        # The requestor closed: the activity's side reads end-of-stream.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    async def to_requestor() -> None:
+        while data := await loop.sock_recv(sock, 65536):
+            await ws.send_bytes(data)
+
+    sending = asyncio.ensure_future(to_activity())
+    receiving = asyncio.ensure_future(to_requestor())
+    try:
+        await asyncio.wait({receiving, sending}, return_when=asyncio.FIRST_COMPLETED)
+        if sending.done() and not receiving.done():
+            # Half-closed by the requestor: let the activity finish its answer, bounded.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(receiving), 5)
+    finally:
+        for task in (sending, receiving):
+            task.cancel()
+        await asyncio.gather(sending, receiving, return_exceptions=True)
+        await ws.close()
 
 
 # ----------------------------------------------------------------------- admin
@@ -713,7 +785,7 @@ async def get_daemon_faults(request: web.Request) -> web.Response:
 async def crash_activity(request: web.Request) -> web.Response:
     net = _net(request)
     activity = _admin_activity(request)
-    await net.crash_activity(activity)
+    await net.exeunits.crash_activity(activity)
     return _json(activity.state_json())
 
 
@@ -826,16 +898,25 @@ def add_routes(app: web.Application) -> None:
     r.add_put(f"{PAYMENT}/allocations/{{allocationId}}", amend_allocation)
     r.add_delete(f"{PAYMENT}/allocations/{{allocationId}}", release_allocation)
     r.add_get(f"{PAYMENT}/demandDecorations", demand_decorations)
-    r.add_get(f"{PAYMENT}/debitNotes", get_debit_notes)
-    r.add_get(f"{PAYMENT}/debitNotes/{{debitNoteId}}", get_debit_note)
-    r.add_post(f"{PAYMENT}/debitNotes/{{debitNoteId}}/accept", accept_debit_note)
-    r.add_post(f"{PAYMENT}/debitNotes/{{debitNoteId}}/reject", reject_debit_note)
-    r.add_get(f"{PAYMENT}/debitNoteEvents", debit_note_events)
-    r.add_get(f"{PAYMENT}/invoices", get_invoices)
-    r.add_get(f"{PAYMENT}/invoices/{{invoiceId}}", get_invoice)
-    r.add_post(f"{PAYMENT}/invoices/{{invoiceId}}/accept", accept_invoice)
-    r.add_post(f"{PAYMENT}/invoices/{{invoiceId}}/reject", reject_invoice)
-    r.add_get(f"{PAYMENT}/invoiceEvents", invoice_events)
+    for kind in DOCUMENT_KINDS:
+        handlers = document_handlers(kind)
+        one = f"{PAYMENT}/{kind.collection}/{{{kind.id_key}}}"
+        r.add_get(f"{PAYMENT}/{kind.collection}", handlers["list"])
+        r.add_get(one, handlers["get"])
+        r.add_post(f"{one}/accept", handlers["accept"])
+        r.add_post(f"{one}/reject", handlers["reject"])
+        r.add_get(f"{PAYMENT}/{kind.events_path}", handlers["events"])
+
+    r.add_get(f"{NET}/net", get_networks)
+    r.add_post(f"{NET}/net", create_network)
+    r.add_get(f"{NET}/net/{{networkId}}", get_network)
+    r.add_delete(f"{NET}/net/{{networkId}}", remove_network)
+    r.add_get(f"{NET}/net/{{networkId}}/addresses", get_addresses)
+    r.add_post(f"{NET}/net/{{networkId}}/addresses", add_address)
+    r.add_get(f"{NET}/net/{{networkId}}/nodes", get_nodes)
+    r.add_post(f"{NET}/net/{{networkId}}/nodes", add_node)
+    r.add_delete(f"{NET}/net/{{networkId}}/nodes/{{nodeId}}", remove_node)
+    r.add_get(f"{NET}/net/{{networkId}}/tcp/{{ip}}/{{port}}", connect_tcp)
 
     r.add_get(f"{ADMIN}/audit", audit)
     r.add_get(f"{ADMIN}/images", list_images)

@@ -1,7 +1,7 @@
 """Pure money arithmetic of the localnet providers: linear prices, amounts as yagna strings.
 
-Called by `localnet.network` when it issues debit notes and invoices and when it checks
-acceptances against allocations.
+Called by `localnet.payments` when it issues debit notes and invoices and checks acceptances
+against allocations, and by `localnet.exeunit` for an activity's cost.
 """
 
 from __future__ import annotations

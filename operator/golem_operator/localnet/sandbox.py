@@ -1,6 +1,6 @@
 """Per-activity sandboxes: one long-lived bubblewrap namespace per activity.
 
-Used by `localnet.activity` (the simulated ExeUnit). Each activity gets one `bwrap` process
+Used by `localnet.exeunit` (the simulated ExeUnit). Each activity gets one `bwrap` process
 (`--unshare-all --die-with-parent --new-session`) whose command is an idle `sleep infinity`;
 every `run` command enters that sandbox's namespaces with `nsenter` as the unprivileged
 sandbox user, so background processes started by one command keep running for the next one.
@@ -45,7 +45,7 @@ class CommandOutcome:
 
 
 @functools.cache  # a PATH search per command was a twentieth of a busy network's CPU
-def _tool(name: str) -> str:
+def host_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         raise SandboxError(f"{name} is not installed (Debian packages bubblewrap, util-linux)")
@@ -222,7 +222,9 @@ class Sandbox:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._io_dir.mkdir(parents=True, exist_ok=True)
         read_fd, write_fd = os.pipe()
-        argv = bwrap_arguments(_tool("bwrap"), self.image_dir, self.work_dir, _tool("sleep"))
+        argv = bwrap_arguments(
+            host_tool("bwrap"), self.image_dir, self.work_dir, host_tool("sleep")
+        )
         try:
             self._bwrap = ChildProcess.spawn(argv, {"PATH": DEFAULT_PATH}, extra_fd=write_fd)
         finally:
@@ -274,7 +276,7 @@ class Sandbox:
         command_env = {"PATH": DEFAULT_PATH, "HOME": str(WORK_DIR), "LANG": "C.UTF-8"}
         command_env.update(env or {})
         nsenter = [
-            _tool("nsenter"),
+            host_tool("nsenter"),
             "-t", str(self._target_pid),
             "--all", "--root", "--wd",
             "-S", str(SANDBOX_UID), "-G", str(SANDBOX_UID),

@@ -7,6 +7,8 @@ from each service's status after every reconcile and dropped when the service go
 from __future__ import annotations
 
 import contextlib
+import weakref
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -74,6 +76,26 @@ TASK_RESTARTS = Counter(
     ["task"],
     registry=REGISTRY,
 )
+
+
+class _Queue(Protocol):
+    @property
+    def queued_requests(self) -> int: ...
+
+
+#: Golem clients whose waiting requests the queue gauge sums (dropped with the client).
+_QUEUES: weakref.WeakSet[_Queue] = weakref.WeakSet()
+GOLEM_QUEUED = Gauge(
+    "golem_operator_golem_api_queued_requests",
+    "Golem daemon REST calls waiting for a free slot in the operator (the bounded concurrency)",
+    registry=REGISTRY,
+)
+GOLEM_QUEUED.set_function(lambda: sum(q.queued_requests for q in list(_QUEUES)))
+
+
+def watch_golem_queue(client: _Queue) -> None:
+    _QUEUES.add(client)
+
 
 STATES = ("Pending", "Starting", "Running", "Stopping", "Terminated")
 

@@ -5,6 +5,12 @@ Initial proposal of each provider; Pending instances call ``negotiate`` to take 
 acceptable offer through counter-proposal, the provider's Draft and agreement creation. The
 caller records the agreement id before confirming it, so a crash never leaves an approved
 agreement that status does not know.
+
+An offer is spent once counter-proposed (the daemon refuses a second counter to it), and a
+provider re-offers on the same demand only when its capacity frees. So when Pending instances
+have found no usable offer for a while (core.market.demand_refresh_due), the worker calls
+``refresh``: the same demand is published again, its id recorded in status, the old one
+withdrawn, and every matching provider offers afresh.
 """
 
 from __future__ import annotations
@@ -12,13 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
+
 from golem_operator.api.spec import GolemServiceSpec, parse_duration
-from golem_operator.core.market import Choice, OfferView, choose_offers, draft_problem
+from golem_operator.core.market import (
+    Choice,
+    OfferView,
+    Starvation,
+    choose_offers,
+    demand_refresh_due,
+    draft_problem,
+)
 from golem_operator.golem import (
     GolemClient,
     GolemError,
@@ -81,10 +96,23 @@ class ServiceMarket:
         self._opened = 0.0
         self.cheapest_seen: Decimal | None = None
         self.last_refusals: list[str] = []
+        #: Since when Pending instances found no usable offer, and when one last asked.
+        self._starved_since: float | None = None
+        self._last_starved: float | None = None
+        #: Refreshes in a row that brought no usable offer (the refresh backoff).
+        self.streak = 0
+        #: While a refresh swaps the demand, nothing new is negotiated on either.
+        self._refreshing = False
+        self._subscribed_at = utcnow()
+        self.refreshes = 0
 
     def start(self) -> None:
-        self._opened = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._opened = loop.time()
         self._task = asyncio.create_task(self._collect(), name=f"market-{self.subscription_id}")
+        # Instances waiting for offers are woken when the window closes, not at the end of
+        # their own wait: the offers collected meanwhile become candidates then.
+        loop.call_at(self._opened + OFFER_WINDOW, self._changed.set)
 
     @property
     def alive(self) -> bool:
@@ -156,7 +184,8 @@ class ServiceMarket:
 
     def candidates(self, avoided: set[str], load: dict[str, int]) -> list[Choice]:
         """Acceptable offers, least loaded provider first, then cheapest."""
-        if asyncio.get_running_loop().time() - self._opened < OFFER_WINDOW:
+        now = asyncio.get_running_loop().time()
+        if self._refreshing or now - self._opened < OFFER_WINDOW:
             return []  # let the first offers arrive, so that the cheapest can win
         views = [
             OfferView(
@@ -173,12 +202,82 @@ class ServiceMarket:
             f"{r.offer.provider_name or r.offer.provider_id}: {r.reason}" for r in refused
         ]
         if chosen:
+            self._starved_since = None
+            self.streak = 0
+        else:
+            if self._starved_since is None:
+                self._starved_since = now
+            self._last_starved = now
+        if chosen:
             cheapest = chosen[0].max_cost
             self.cheapest_seen = (
                 cheapest if self.cheapest_seen is None else min(self.cheapest_seen, cheapest)
             )
         chosen.sort(key=lambda c: load.get(c.offer.provider_id, 0))  # stable: keeps price order
         return chosen
+
+    def starvation(self) -> Starvation:
+        return Starvation(
+            since=self._starved_since,
+            last_asked=self._last_starved,
+            subscribed=self._opened,
+            negotiating=len(self._claimed),
+            streak=self.streak,
+        )
+
+    def refresh_due(self, pending: int) -> bool:
+        """Whether Pending instances have starved long enough for a fresh demand."""
+        if self._refreshing or not self.alive:
+            return False
+        now = asyncio.get_running_loop().time()
+        return demand_refresh_due(self.starvation(), pending=pending, now=now)
+
+    async def refresh(self, record: Callable[[str], Awaitable[None]]) -> str:
+        """Publish the same demand again and withdraw the current one; returns the new id.
+
+        ``record`` stores the new id in status (and flushes it) before anything relies on it;
+        a crash in between leaves demands under the service's node name, which adoption
+        withdraws. Offers collected on the old demand are dropped: the new one receives every
+        matching provider's offer again.
+        """
+        self._refreshing = True
+        try:
+            properties, constraints = self._demand
+            # The demand's expiration moves with its publication (agreements set their own).
+            now = utcnow()
+            expiration = properties.get("golem.srv.comp.expiration")
+            if isinstance(expiration, int):
+                shift = int((now - self._subscribed_at).total_seconds() * 1000)
+                properties = {**properties, "golem.srv.comp.expiration": expiration + shift}
+            new_id = await self.client.market.subscribe_demand(properties, constraints)
+            try:
+                await record(new_id)
+            except BaseException:
+                # Not recorded, so never relied on: withdrawn (adoption withdraws it after a
+                # crash, by the service's node name).
+                with contextlib.suppress(Exception):
+                    await self.client.market.unsubscribe_demand(new_id)
+                raise
+            old_id = self.subscription_id
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+            self.subscription_id = new_id
+            self._demand = (properties, constraints)
+            self._subscribed_at = now
+            self._offers.clear()
+            self._early_drafts.clear()
+            self._starved_since = None
+            self._last_starved = None
+            self.streak += 1
+            self.refreshes += 1
+            self.start()
+            with contextlib.suppress(GolemError):
+                await self.client.market.unsubscribe_demand(old_id)
+            return new_id
+        finally:
+            self._refreshing = False
 
     async def wait_for_offers(self, timeout: float) -> None:  # noqa: ASYNC109
         self._changed.clear()
@@ -210,11 +309,15 @@ class ServiceMarket:
         except (GolemUnavailable, GolemUnauthorized):
             raise
         except GolemError as error:
-            # The offer is stale (provider left or re-published): forget it.
-            self._offers.pop(provider, None)
+            if not _never_sent(error):
+                # Countered or stale (the provider left or re-published): forget it. One the
+                # daemon never received stays, to be tried once the provider's pause ends.
+                self._spend(provider, choice.offer.proposal_id)
             raise NegotiationFailed(
                 provider, f"counter-proposal refused: {error.message}"
             ) from error
+        # Countered: the daemon refuses a second counter to this offer, whatever comes next.
+        self._spend(provider, choice.offer.proposal_id)
         future: asyncio.Future[Proposal] = asyncio.get_running_loop().create_future()
         early = self._early_drafts.pop(counter, None)
         if early is not None:
@@ -238,12 +341,19 @@ class ServiceMarket:
             raise
         except GolemError as error:
             raise NegotiationFailed(provider, f"agreement not created: {error.message}") from error
-        # The provider is now busy with this agreement; it offers again when it is free.
-        if self._offers.get(provider) is not None and (
-            self._offers[provider].proposal_id == choice.offer.proposal_id
-        ):
-            del self._offers[provider]
         return Draft(agreement_id, choice)
+
+    def _spend(self, provider: str, proposal_id: str) -> None:
+        """Forget a provider's offer once used (a newer one it sent meanwhile stays)."""
+        offer = self._offers.get(provider)
+        if offer is not None and offer.proposal_id == proposal_id:
+            del self._offers[provider]
+
+
+def _never_sent(error: GolemError) -> bool:
+    """Whether a failed call certainly never reached the daemon (no connection was made)."""
+    unsent = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+    return isinstance(error.__cause__, unsent)
 
 
 def utcnow() -> datetime:

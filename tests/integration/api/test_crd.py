@@ -88,6 +88,26 @@ def test_valid_manifest_is_accepted_and_defaulted(
     assert spec["lifecycle"]["stop"]["timeoutSeconds"] == 60
     assert spec["market"]["payment"] == {"driver": "erc20", "network": "holesky"}
     assert spec["restartPolicy"] == "Always"
+    assert spec["updateStrategy"] == {"type": "RollingUpdate"}
+    assert (spec["minReadySeconds"], spec["progressDeadlineSeconds"]) == (0, 600)
+    assert (spec["paused"], spec["revisionHistoryLimit"]) == (False, 10)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"rollingUpdate": {"maxSurge": 2, "maxUnavailable": "50%"}},
+        {"rollingUpdate": {"maxSurge": "0%", "maxUnavailable": 1}},
+        {"rollingUpdate": {"maxSurge": 0}},  # maxUnavailable defaults to 25%
+        {"type": "Recreate"},
+    ],
+    ids=["counts-and-percent", "no-surge", "surge-0-default-unavailable", "recreate"],
+)
+def test_update_strategies_are_accepted(
+    control_plane: ControlPlane, namespace: str, strategy: dict[str, Any]
+) -> None:
+    result = apply_dry_run(control_plane, namespace, with_change("updateStrategy", strategy))
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -232,6 +252,41 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "renewBefore must be shorter than agreementDuration",
     ),
     ("bad renewBefore", with_change("renewBefore", "soon"), "spec.renewBefore"),
+    (
+        "surge and unavailable both 0",
+        with_change("updateStrategy", {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}),
+        "maxSurge and maxUnavailable cannot both be 0",
+    ),
+    (
+        "surge not a percentage",
+        with_change("updateStrategy", {"rollingUpdate": {"maxSurge": "half"}}),
+        "spec.updateStrategy.rollingUpdate.maxSurge",
+    ),
+    (
+        "negative unavailable",
+        with_change("updateStrategy", {"rollingUpdate": {"maxUnavailable": -1}}),
+        "spec.updateStrategy.rollingUpdate.maxUnavailable",
+    ),
+    (
+        "rollingUpdate with Recreate",
+        with_change("updateStrategy", {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
+        "spec.updateStrategy.rollingUpdate",
+    ),
+    (
+        "bad strategy type",
+        with_change("updateStrategy.type", "BlueGreen"),
+        "spec.updateStrategy.type",
+    ),
+    (
+        "deadline not after minReady",
+        with_change("minReadySeconds", 600),  # progressDeadlineSeconds defaults to 600
+        "progressDeadlineSeconds must be greater than minReadySeconds",
+    ),
+    (
+        "negative history",
+        with_change("revisionHistoryLimit", -1),
+        "spec.revisionHistoryLimit",
+    ),
     ("bad runtime", with_change("payload.runtime", "wasm"), "spec.payload.runtime"),
     ("negative memory", with_change("payload.minMemGib", -1), "spec.payload.minMemGib"),
     ("zero cpu threads", with_change("payload.minCpuThreads", 0), "spec.payload.minCpuThreads"),
@@ -295,3 +350,4 @@ def test_printer_columns(control_plane: ControlPlane, namespace: str) -> None:
     assert header.split() == ["NAME", "DESIRED", "READY", "PHASE", "AGE"]
     wide = control_plane.kubectl_run("get", "-n", namespace, "gsvc", "-o", "wide").stdout
     assert "SPENT" in wide and "BUDGET" in wide and "1.5" in wide
+    assert all(column in wide.splitlines()[0] for column in ("UP-TO-DATE", "AVAILABLE", "REVISION"))

@@ -231,7 +231,8 @@ def test_crds_as_templates_are_upgraded_and_kept(
         "--take-ownership",
     )
     assert [o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"] == [
-        GOLEMSERVICES_CRD
+        GOLEMSERVICES_CRD,
+        "golemserviceinstances.services.golem.network",
     ]
     labels, annotations = crd_labels_and_annotations(cp)
     assert annotations["meta.helm.sh/release-name"] == release

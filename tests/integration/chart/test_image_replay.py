@@ -47,9 +47,12 @@ def test_golem_operator_starts_read_only_as_non_root(replayed_image: ReplayedIma
     crd = run_in_image(replayed_image, "golem-operator", "crd")
     assert crd.returncode == 0, crd.stderr
     # Package data and imports work from the installed wheel (not the source tree).
-    document = yaml.safe_load(crd.stdout)
-    assert document["kind"] == "CustomResourceDefinition"
-    assert document["metadata"]["name"] == "golemservices.services.golem.network"
+    documents = [d for d in yaml.safe_load_all(crd.stdout) if d]
+    assert {d["kind"] for d in documents} == {"CustomResourceDefinition"}
+    assert [d["metadata"]["name"] for d in documents] == [
+        "golemservices.services.golem.network",
+        "golemserviceinstances.services.golem.network",
+    ]
     whoami = run_in_image(replayed_image, "python3", "-c", "import os; print(os.getuid())")
     assert whoami.stdout.strip() == "65532"
     # The root filesystem really is read-only in the sandbox.

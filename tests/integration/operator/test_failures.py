@@ -16,7 +16,12 @@ def only(*providers: str, **spec: Any) -> dict[str, Any]:
 
 
 def allow(service: Service, *providers: str) -> None:
-    """Change the provider allow list of a running service (a spec update)."""
+    """Change the provider allow list of a running service (a spec update).
+
+    The market is part of the revision, so this is a new revision: the rollout is paused in
+    the same update, so that the instance under test meets its failure rather than being
+    replaced by the rollout (failures are still replaced, with the spec as it is now).
+    """
     service.cp.kubectl_run(
         "patch",
         "-n",
@@ -25,7 +30,7 @@ def allow(service: Service, *providers: str) -> None:
         service.name,
         "--type=merge",
         "-p",
-        json.dumps({"spec": {"market": {"providers": {"allow": list(providers)}}}}),
+        json.dumps({"spec": {"paused": True, "market": {"providers": {"allow": list(providers)}}}}),
     )
 
 
@@ -140,8 +145,13 @@ def test_expiring_agreement_is_renewed_and_the_replica_count_holds(service: Serv
     # first agreement is signed: 5m plus 30 s of expiration slack, less 4m55s, is 35 s.
     service.apply(simple_manifest(replicas=1, agreementDuration="5m", renewBefore="4m55s"))
     first = service.wait_running(1)[0]
+    # The summary follows the instance objects within a status write interval.
+    service.wait("readyReplicas 1", lambda: service.status.get("readyReplicas") == 1, 15)
+    ready: list[int] = []
 
     def renewed() -> Any:
+        status = service.status
+        ready.append(status.get("readyReplicas", 0))
         running = service.instances("Running")
         old = next(i for i in service.instances() if i["name"] == first["name"])
         return (
@@ -152,6 +162,9 @@ def test_expiring_agreement_is_renewed_and_the_replica_count_holds(service: Serv
         )
 
     successor = service.wait("renewal", renewed, 90)[0]
+    # The counts stay true throughout: the old instance served until its successor did.
+    assert len(ready) > 10 and min(ready) == 1
+    assert service.condition("Ready")["status"] == "True"
     assert successor["agreementId"] != first["agreementId"]
     old = next(i for i in service.instances() if i["name"] == first["name"])
     assert old["stoppingReason"] == "Superseded"

@@ -59,7 +59,8 @@ def test_scale_up_and_down_with_kubectl_scale(service: Service) -> None:
     assert stopped[0]["name"] == newest["name"] or stopped[0]["startedAt"] >= first["startedAt"]
     marker = service.net.read_file(stopped[0]["activityId"], "/golem/work/stopped")
     assert marker is not None, "the stop script did not run"
-    assert service.status["replicas"] == 2
+    # The summary follows the instance objects within a status write interval.
+    service.wait("the summary at 2 replicas", lambda: service.status["replicas"] == 2, 15)
 
 
 def test_delete_runs_stop_scripts_and_settles_every_agreement(service: Service) -> None:

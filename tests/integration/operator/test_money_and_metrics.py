@@ -60,12 +60,17 @@ def test_metrics_report_instances_and_golem_calls(
 ) -> None:
     service.apply(simple_manifest(replicas=1))
     service.wait_running(1)
-    text = operator.metrics()
     running = (
         f'golem_operator_instances{{namespace="{service.namespace}",'
         f'service="{service.name}",state="Running"}} 1.0'
     )
-    assert running in text
+
+    # The gauges are set with the service's summary, within a status write interval.
+    def scraped() -> str:
+        text = operator.metrics()
+        return text if running in text else ""
+
+    text = service.wait("the Running gauge", scraped, 15)
     assert "golem_operator_golem_api_request_duration_seconds_bucket" in text
     assert f'golem_operator_reconciles_total{{namespace="{service.namespace}"' in text
     assert "golem_operator_status_patches_total" in text

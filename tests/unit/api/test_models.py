@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from golem_operator.api.crd import crd, crd_yaml
+from golem_operator.api.crd import CRD_FILES, crd, crd_yaml, instance_crd
 from golem_operator.api.spec import GolemServiceSpec, RestartPolicy, parse_duration
 from golem_operator.api.status import GolemServiceStatus, InstanceState
 
@@ -100,11 +100,10 @@ def test_parse_duration_rejects(text: str) -> None:
         parse_duration(text)
 
 
-def test_committed_crd_matches_the_models() -> None:
-    committed = (ROOT / "crds" / "golemservices.yaml").read_text()
-    assert committed == crd_yaml(), (
-        "crds/ drifted: run `golem-operator crd -o crds/golemservices.yaml`"
-    )
+@pytest.mark.parametrize("kind", sorted(CRD_FILES))
+def test_committed_crd_matches_the_models(kind: str) -> None:
+    committed = (ROOT / "crds" / CRD_FILES[kind]).read_text()
+    assert committed == crd_yaml(kind), "crds/ drifted: run `golem-operator crd -o crds/`"
 
 
 def _walk(schema: dict[str, Any], path: str) -> list[str]:
@@ -121,14 +120,28 @@ def _walk(schema: dict[str, Any], path: str) -> list[str]:
     return missing
 
 
-def test_every_field_is_described_for_kubectl_explain() -> None:
-    root = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+@pytest.mark.parametrize("make", [crd, instance_crd])
+def test_every_field_is_described_for_kubectl_explain(make: Any) -> None:
+    root = make()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     missing = [p for p in _walk(root, "") if p != ".metadata"]
     assert missing == []
 
 
+def test_instance_crd_bounds_its_status_and_prints_like_pods() -> None:
+    version = instance_crd()["spec"]["versions"][0]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["message"]["maxLength"] == 1024
+    assert status["downloads"]["maxItems"] == 16
+    assert status["downloads"]["items"]["properties"]["content"]["maxLength"] == 65536
+    assert status["lastRun"]["properties"]["stdout"]["maxLength"] == 2048
+    assert "name" not in status and "revision" not in status
+    columns = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
+    assert {n for n, p in columns.items() if p == 0} == {"State", "Provider", "Restarts", "Age"}
+    assert version["subresources"] == {"status": {}}
+
+
 def test_crd_is_structural() -> None:
-    text = crd_yaml()
+    text = crd_yaml("all")
     for forbidden in ("$ref", "anyOf", "allOf", "oneOf", "title:", "additionalProperties: false"):
         assert forbidden not in text
     version = crd()["spec"]["versions"][0]
@@ -145,3 +158,30 @@ def test_unbalanced_constraints_are_refused_naming_the_field(constraint: str) ->
     error = caught.value.errors()[0]
     assert error["loc"][:2] == ("payload", "constraints")
     assert "unbalanced parentheses" in error["msg"] or "pattern" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "names"),
+    [
+        ({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}, "cannot both be 0"),
+        ({"rollingUpdate": {"maxSurge": "half"}}, "maxSurge"),
+        ({"rollingUpdate": {"maxUnavailable": -1}}, "maxUnavailable"),
+        ({"rollingUpdate": {"maxSurge": "3"}}, "maxSurge"),  # a string must be a percentage
+        ({"type": "Recreate", "rollingUpdate": {}}, "rollingUpdate"),
+    ],
+)
+def test_bad_update_strategies_are_refused_naming_the_field(
+    strategy: dict[str, Any], names: str
+) -> None:
+    with pytest.raises(ValidationError, match=names):
+        GolemServiceSpec.model_validate({**MINIMAL, "updateStrategy": strategy})
+
+
+def test_rollout_fields_default_as_a_deployment_does() -> None:
+    spec = GolemServiceSpec.model_validate(MINIMAL)
+    assert spec.update_strategy.type.value == "RollingUpdate"
+    assert spec.update_strategy.rolling_update is None  # 25% / 25%
+    assert (spec.min_ready_seconds, spec.progress_deadline_seconds) == (0, 600)
+    assert (spec.paused, spec.revision_history_limit) == (False, 10)
+    with pytest.raises(ValidationError, match="progressDeadlineSeconds"):
+        GolemServiceSpec.model_validate({**MINIMAL, "minReadySeconds": 600})

@@ -41,6 +41,14 @@ NAMESPACED_GRANTS = {
     (GS, "golemservices", "patch"),
     (GS, "golemservices/status", "get"),
     (GS, "golemservices/status", "patch"),
+    (GS, "golemserviceinstances", "get"),
+    (GS, "golemserviceinstances", "list"),
+    (GS, "golemserviceinstances", "watch"),
+    (GS, "golemserviceinstances", "create"),
+    (GS, "golemserviceinstances", "patch"),
+    (GS, "golemserviceinstances", "delete"),
+    (GS, "golemserviceinstances/status", "get"),
+    (GS, "golemserviceinstances/status", "patch"),
     ("", "events", "create"),
     ("", "events", "patch"),
     ("events.k8s.io", "events", "create"),
@@ -279,7 +287,7 @@ def test_namespaced_rbac_is_a_role_per_namespace(rendered: dict[str, list[Manife
 
 
 @pytest.mark.parametrize("scenario", SCENARIO_IDS)
-def test_no_wildcards_and_no_writes_but_events(
+def test_no_wildcards_and_no_writes_but_events_and_instances(
     rendered: dict[str, list[Manifest]], scenario: str
 ) -> None:
     writes = {"create", "update", "delete", "deletecollection", "escalate", "bind", "impersonate"}
@@ -287,31 +295,40 @@ def test_no_wildcards_and_no_writes_but_events(
         for group, resource, verb in rules_as_set(role):
             assert "*" not in (group, resource, verb)
             if verb in writes:
-                assert resource == "events", (group, resource, verb)
+                # The operator creates and removes only Events and its instance objects.
+                assert resource in ("events", "golemserviceinstances"), (group, resource, verb)
+                assert verb in ("create", "delete"), (group, resource, verb)
 
 
 # -- CRDs -------------------------------------------------------------------------------------
 
 
-def test_chart_crd_is_identical_to_the_generated_one() -> None:
-    generated = (ROOT / "crds" / "golemservices.yaml").read_text()
-    copy = (CHART / "crds" / "golemservices.yaml").read_text()
+CRD_FILES = ("golemservices.yaml", "golemserviceinstances.yaml")
+OWN_CRDS = {"golemservices.services.golem.network", "golemserviceinstances.services.golem.network"}
+
+
+@pytest.mark.parametrize("filename", CRD_FILES)
+def test_chart_crd_is_identical_to_the_generated_one(filename: str) -> None:
+    generated = (ROOT / "crds" / filename).read_text()
+    copy = (CHART / "crds" / filename).read_text()
     assert copy == generated, (
-        "charts/golem-operator/crds/golemservices.yaml drifted from crds/golemservices.yaml: "
-        "cp crds/golemservices.yaml charts/golem-operator/crds/golemservices.yaml"
+        f"charts/golem-operator/crds/{filename} drifted from crds/{filename}: "
+        f"cp crds/{filename} charts/golem-operator/crds/"
     )
 
 
-def test_crds_as_templates_renders_the_same_crd_kept_on_uninstall(
+def test_crds_as_templates_renders_the_same_crds_kept_on_uninstall(
     rendered: dict[str, list[Manifest]], helm_home: Path
 ) -> None:
-    generated = yaml.safe_load((ROOT / "crds" / "golemservices.yaml").read_text())
     templated = render(helm_home, sets={"crds.asTemplates": "true"}, include_crds=False)
-    crd = one(templated, "CustomResourceDefinition")
-    assert crd["spec"] == generated["spec"]
-    assert crd["metadata"]["name"] == generated["metadata"]["name"]
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    crds = {c["metadata"]["name"]: c for c in by_kind(templated, "CustomResourceDefinition")}
+    assert set(crds) == OWN_CRDS
+    for filename in CRD_FILES:
+        generated = yaml.safe_load((ROOT / "crds" / filename).read_text())
+        crd = crds[generated["metadata"]["name"]]
+        assert crd["spec"] == generated["spec"]
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     # Without the option the CRD only comes from crds/ (not a release object).
     plain = render(helm_home, include_crds=False)
     assert by_kind(plain, "CustomResourceDefinition") == []
@@ -323,9 +340,9 @@ def test_peering_crds_ship_only_with_peering(rendered: dict[str, list[Manifest]]
             c["metadata"]["name"] for c in by_kind(rendered[scenario], "CustomResourceDefinition")
         }
 
-    assert crd_names("default") == {"golemservices.services.golem.network"}
+    assert crd_names("default") == OWN_CRDS
     peering = {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    assert crd_names("namespaced") == {"golemservices.services.golem.network", *peering}
+    assert crd_names("namespaced") == {*OWN_CRDS, *peering}
     assert crd_names("external-standby") >= peering
 
 

@@ -77,6 +77,78 @@ def test_health_check(obj: dict[str, Any], status: str, message: str) -> None:
     assert message in got_message
 
 
+def with_reason(obj: dict[str, Any], kind: str, reason: str, **status: str) -> dict[str, Any]:
+    for condition in obj["status"]["conditions"]:
+        if condition["type"] == kind:
+            condition["reason"] = reason
+            condition["message"] = f"{reason}: details"
+    obj["status"].update(status)
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "status", "message"),
+    [
+        (
+            with_reason(
+                service(Ready="True", Progressing="False", Degraded="False"),
+                "Progressing",
+                "ProgressDeadlineExceeded",
+            ),
+            "Degraded",
+            "ProgressDeadlineExceeded: details",
+        ),
+        (
+            with_reason(
+                service(Ready="True", Progressing="False", Degraded="False"),
+                "Progressing",
+                "RolloutPaused",
+            ),
+            "Suspended",
+            "RolloutPaused: details",
+        ),
+        (
+            with_reason(
+                service(Ready="True", Progressing="True", Degraded="False"),
+                "Progressing",
+                "RevisionUpdating",
+                currentRevision="a",
+                updateRevision="b",
+            ),
+            "Progressing",
+            "RevisionUpdating: details",
+        ),
+        (
+            with_reason(
+                service(Ready="True", Progressing="False", Degraded="False"),
+                "Progressing",
+                "NewRevisionAvailable",
+                currentRevision="b",
+                updateRevision="b",
+            ),
+            "Healthy",
+            "Ready says",
+        ),
+        (
+            # Not yet every instance on the update revision: not Healthy yet.
+            with_reason(
+                service(Ready="True", Progressing="False", Degraded="False"),
+                "Progressing",
+                "NewRevisionAvailable",
+                currentRevision="a",
+                updateRevision="b",
+            ),
+            "Progressing",
+            "NewRevisionAvailable",
+        ),
+    ],
+)
+def test_health_check_reads_the_rollout(obj: dict[str, Any], status: str, message: str) -> None:
+    got_status, got_message = health(obj)
+    assert got_status == status
+    assert message in got_message
+
+
 def test_conditions_of_an_older_generation_are_ignored() -> None:
     obj = service(Ready="True", Degraded="True")
     for condition in obj["status"]["conditions"]:

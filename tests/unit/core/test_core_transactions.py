@@ -15,9 +15,11 @@ from golem_operator.api.status import (
     Instance,
     Phase,
     Price,
+    Progress,
     Provider,
 )
 from golem_operator.api.status import InstanceState as S
+from golem_operator.core import rollout
 from golem_operator.core.states import Event as E
 from golem_operator.core.states import InvalidTransition
 from golem_operator.core.transactions import (
@@ -261,11 +263,14 @@ def test_all_running_is_ready_and_stable() -> None:
 
 
 def test_running_but_still_moving_is_ready_and_progressing() -> None:
-    # A renewal: the old one still Running (superseded), its successor Starting.
+    # A renewal: the old one still Running, its successor Starting. The counts stay true:
+    # the old one serves (ready), the successor is a surge above replicas.
     instances = [running("old"), make_instance("new", S.STARTING, replaces="old")]
     status = summary(instances, 1)
-    assert (status.replicas, status.ready_replicas) == (1, 0)
-    assert status.phase is Phase.PROGRESSING
+    assert (status.replicas, status.ready_replicas) == (2, 1)
+    assert status.phase is Phase.RUNNING
+    assert conditions(status)["Ready"] == ("True", "AllReplicasRunning")
+    assert conditions(status)["Progressing"] == ("True", "Reconciling")
     # Once the successor runs and the old one stops, the service is Running again.
     instances = [make_instance("old", S.STOPPING), running("new", replaces="old")]
     status = summary(instances, 1)
@@ -348,3 +353,85 @@ def test_the_summarized_status_survives_the_wire() -> None:
     assert wire["phase"] == "Progressing" and wire["readyReplicas"] == 1
     assert all("lastTransitionTime" in c for c in wire["conditions"])
     assert GolemServiceStatus.model_validate(wire) == status
+
+
+# --- rollout status --------------------------------------------------------------------------
+
+
+NOW = T0
+
+
+def condition(status: GolemServiceStatus, kind: str) -> Any:
+    return next(c for c in status.conditions if c.type == kind)
+
+
+def rollout_summary(
+    instances: list[Instance], replicas: int, target: rollout.Target, status: Any = None
+) -> GolemServiceStatus:
+    status = status or GolemServiceStatus()
+    status.instances = instances
+    summarize(status, service="svc", replicas=replicas, generation=2, now=NOW, target=target)
+    return status
+
+
+def test_a_rollout_under_way_reports_updated_revisions_and_progress() -> None:
+    instances = [
+        running("a1", revision="a"),
+        running("a2", revision="a"),
+        make_instance("b1", S.STARTING, revision="b"),
+    ]
+    status = GolemServiceStatus(current_revision="a")
+    status = rollout_summary(instances, 2, rollout.Target(revision="b"), status)
+    assert (status.replicas, status.ready_replicas, status.available_replicas) == (3, 2, 2)
+    assert status.updated_replicas == 1
+    assert (status.current_revision, status.update_revision) == ("a", "b")
+    assert [r.revision for r in status.revisions] == ["b"]
+    assert conditions(status)["Progressing"] == ("True", "RevisionUpdating")
+    assert conditions(status)["Ready"] == ("True", "AllReplicasRunning")
+
+
+def test_a_completed_rollout_makes_the_update_revision_current() -> None:
+    instances = [running("b1", revision="b"), running("b2", revision="b")]
+    status = rollout_summary(
+        instances, 2, rollout.Target(revision="b"), GolemServiceStatus(current_revision="a")
+    )
+    assert (status.current_revision, status.updated_replicas) == ("b", 2)
+    assert conditions(status)["Progressing"] == ("False", "NewRevisionAvailable")
+    assert status.phase is Phase.RUNNING
+
+
+def test_min_ready_seconds_keeps_a_new_instance_unavailable() -> None:
+    instances = [running("b1", revision="b", started_at=NOW.isoformat())]
+    target = rollout.Target(revision="b", min_ready=timedelta(hours=10))
+    status = rollout_summary(instances, 1, target)
+    assert (status.ready_replicas, status.available_replicas) == (1, 0)
+
+
+def test_a_stalled_rollout_is_reported_with_the_failure() -> None:
+    failed = make_instance(
+        "b1",
+        S.TERMINATED,
+        revision="b",
+        reason="StartFailed",
+        message="start script: exit 1",
+        last_transition_time=NOW.isoformat(),
+    )
+    instances = [running("a1", revision="a"), failed, make_instance("b2", S.PENDING, revision="b")]
+    target = rollout.Target(revision="b", deadline=timedelta(seconds=60))
+    status = rollout_summary(instances, 1, target, GolemServiceStatus(current_revision="a"))
+    status.last_progress = Progress(
+        mark=status.last_progress.mark if status.last_progress else "",
+        time=(NOW - timedelta(seconds=61)).isoformat(),
+    )
+    summarize(status, service="svc", replicas=1, generation=2, now=NOW, target=target)
+    reason, message = conditions(status)["Progressing"][1], condition(status, "Progressing").message
+    assert (conditions(status)["Progressing"][0], reason) == ("False", "ProgressDeadlineExceeded")
+    assert "b1 StartFailed: start script: exit 1" in message
+    assert conditions(status)["Degraded"] == ("True", "ProgressDeadlineExceeded")
+    assert status.ready_replicas == 1  # the old one serves
+
+
+def test_a_paused_rollout_says_so() -> None:
+    instances = [running("a1", revision="a")]
+    status = rollout_summary(instances, 1, rollout.Target(revision="b", paused=True))
+    assert conditions(status)["Progressing"] == ("False", "RolloutPaused")

@@ -68,6 +68,8 @@ def test_json_lines_are_json_with_the_resource(captured: io.StringIO) -> None:
         ({"GOLEM_OPERATOR_STATUS_INTERVAL": "soon"}, "GOLEM_OPERATOR_STATUS_INTERVAL"),
         ({"GOLEM_APPKEY_FILE": "/nonexistent/key"}, "GOLEM_APPKEY_FILE"),
         ({"GOLEM_OPERATOR_IMAGE_REGISTRY": "registry.golem.network"}, "IMAGE_REGISTRY"),
+        ({"GOLEM_OPERATOR_DAEMON_MAX_REQUESTS": "0"}, "GOLEM_OPERATOR_DAEMON_MAX_REQUESTS"),
+        ({"GOLEM_OPERATOR_DAEMON_MAX_LONG_POLLS": "-1"}, "GOLEM_OPERATOR_DAEMON_MAX_LONG_POLLS"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], names: str) -> None:
@@ -89,3 +91,12 @@ def test_the_image_registry_defaults_to_the_public_one() -> None:
     assert OperatorConfig.from_env({}).image_registry == "https://registry.golem.network"
     local = OperatorConfig.from_env({"GOLEM_OPERATOR_IMAGE_REGISTRY": "http://127.0.0.1:7465/"})
     assert local.image_registry == "http://127.0.0.1:7465"
+
+
+def test_the_daemon_request_bounds() -> None:
+    default = OperatorConfig.from_env({})
+    assert (default.daemon_max_requests, default.daemon_max_long_polls) == (256, 0)
+    tuned = OperatorConfig.from_env(
+        {"GOLEM_OPERATOR_DAEMON_MAX_REQUESTS": "8", "GOLEM_OPERATOR_DAEMON_MAX_LONG_POLLS": "100"}
+    )
+    assert (tuned.daemon_max_requests, tuned.daemon_max_long_polls) == (8, 100)
