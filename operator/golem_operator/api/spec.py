@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from golem_operator.api.manifest import ManifestError, decode_base64_text, read_manifest
+
 #: GLM amounts travel as decimal strings (never floats): up to 18 decimals, like the token.
 GLM_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$"
 #: Durations as Kubernetes users write them: "90s", "15m", "2h", "1h30m".
@@ -147,6 +149,165 @@ class Image(_Model):
         return self
 
 
+class KeyRef(_Model):
+    """A key of a ConfigMap or Secret in the GolemService's own namespace."""
+
+    name: ShortString = Field(description="Name of the object (same namespace).")
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
+        description="Key inside the object."
+    )
+
+
+_ONE_SOURCE = (
+    "[has(self.inline), has(self.configMapKeyRef), has(self.secretKeyRef)]"
+    ".filter(x, x).size() == 1",
+    "exactly one of inline, configMapKeyRef or secretKeyRef must be set",
+)
+
+
+class ManifestPart(_Model):
+    """A signature or certificate of a manifest: exactly one of inline, configMapKeyRef,
+    secretKeyRef. Base64 text is published as it is; any other content (PEM, DER, raw
+    signature bytes) is base64-encoded first, as the SDKs do."""
+
+    model_config = ConfigDict(json_schema_extra=cel(_ONE_SOURCE))
+
+    inline: Annotated[str, StringConstraints(min_length=1, max_length=65536)] | None = Field(
+        None,
+        description="The content itself: base64 text (a signature is binary), or a PEM "
+        "certificate.",
+    )
+    config_map_key_ref: KeyRef | None = Field(
+        None, alias="configMapKeyRef", description="Content from a ConfigMap key."
+    )
+    secret_key_ref: KeyRef | None = Field(
+        None,
+        alias="secretKeyRef",
+        description="Content from a Secret key; the Secret must carry the label services."
+        'golem.network/upload: "true" (its content is published in the demand).',
+    )
+
+
+def _sources_given(source: Manifest | ManifestPart) -> int:
+    return sum(
+        x is not None for x in (source.inline, source.config_map_key_ref, source.secret_key_ref)
+    )
+
+
+class Manifest(_Model):
+    """A Golem computation manifest, published in the demand as the Golem SDKs publish it
+    (golem.srv.comp.payload and, when signed, .sig, .sig.algorithm, .cert): it asks providers
+    for outbound internet access to the URLs under compManifest.net.inet.out. Only providers
+    offering the manifest-support capability (and inet, when the manifest asks for it) match.
+
+    The manifest is published as the base64 of the exact bytes given (no reformatting), so a
+    signature made over `base64 -w0 manifest.json` stays valid; a manifest given as base64
+    text is published as it is.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            _ONE_SOURCE,
+            (
+                "!has(self.signature) || has(self.signatureAlgorithm)",
+                "payload.manifest.signature needs signatureAlgorithm (e.g. sha256)",
+                ".signatureAlgorithm",
+            ),
+            (
+                "!has(self.signatureAlgorithm) || has(self.signature)",
+                "payload.manifest.signatureAlgorithm is only used with signature",
+                ".signature",
+            ),
+            (
+                "!has(self.signature) || has(self.certificate)",
+                "payload.manifest.signature needs certificate: providers verify the "
+                "signature with it",
+                ".certificate",
+            ),
+            (
+                "!has(self.certificate) || has(self.signature)",
+                "payload.manifest.certificate is only used with signature",
+                ".signature",
+            ),
+        ),
+    )
+
+    inline: Annotated[str, StringConstraints(min_length=1, max_length=262144)] | None = Field(
+        None,
+        description="The manifest JSON itself (or its base64), at most 256 KiB. A YAML block "
+        "scalar (|) ends with a newline: sign the same bytes.",
+    )
+    config_map_key_ref: KeyRef | None = Field(
+        None, alias="configMapKeyRef", description="The manifest from a ConfigMap key."
+    )
+    secret_key_ref: KeyRef | None = Field(
+        None,
+        alias="secretKeyRef",
+        description="The manifest from a Secret key; the Secret must carry the label "
+        'services.golem.network/upload: "true" (its content is published in the demand).',
+    )
+    signature: ManifestPart | None = Field(
+        None,
+        description="Signature of the base64-encoded manifest (golem.srv.comp.payload.sig); "
+        "needs signatureAlgorithm and certificate.",
+    )
+    signature_algorithm: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")] | None = (
+        Field(
+            None,
+            alias="signatureAlgorithm",
+            description="Digest of the signature, e.g. sha256 (golem.srv.comp.payload.sig."
+            "algorithm).",
+        )
+    )
+    certificate: ManifestPart | None = Field(
+        None,
+        description="Certificate (PEM or DER) whose key made the signature "
+        "(golem.srv.comp.payload.cert).",
+    )
+
+    @field_validator("inline")
+    @classmethod
+    def _document(cls, inline: str | None) -> str | None:
+        # A schema cannot parse JSON: a bad document is reported in the Degraded condition,
+        # naming the field inside it.
+        if inline is not None:
+            try:
+                read_manifest(inline.encode())
+            except ManifestError as error:
+                raise ValueError(str(error)) from None
+        return inline
+
+    @model_validator(mode="after")
+    def _sources(self) -> Manifest:
+        # The CRD's CEL rules say the same at admission; this guards objects read otherwise.
+        if _sources_given(self) != 1:
+            raise ValueError("exactly one of inline, configMapKeyRef or secretKeyRef must be set")
+        if (self.signature is None) != (self.signature_algorithm is None):
+            raise ValueError(
+                "payload.manifest.signature needs signatureAlgorithm (e.g. sha256)"
+                if self.signature is not None
+                else "payload.manifest.signatureAlgorithm is only used with signature"
+            )
+        if (self.signature is None) != (self.certificate is None):
+            raise ValueError(
+                "payload.manifest.signature needs certificate"
+                if self.signature is not None
+                else "payload.manifest.certificate is only used with signature"
+            )
+        for name, part in (("signature", self.signature), ("certificate", self.certificate)):
+            if part is not None and _sources_given(part) != 1:
+                raise ValueError(
+                    f"payload.manifest.{name}: exactly one of inline, configMapKeyRef or "
+                    "secretKeyRef must be set"
+                )
+        inline_signature = self.signature.inline if self.signature is not None else None
+        if inline_signature is not None and decode_base64_text(inline_signature.encode()) is None:
+            raise ValueError(
+                "payload.manifest.signature.inline must be base64 (a signature is binary)"
+            )
+        return self
+
+
 class Payload(_Model):
     """What to rent: the runtime, the image and the minimum resources of the provider."""
 
@@ -165,6 +326,13 @@ class Payload(_Model):
         default_factory=list,
         max_length=16,
         description="VM capabilities the provider must offer, e.g. vpn, inet, manifest-support.",
+    )
+    manifest: Manifest | None = Field(
+        None,
+        description="A Golem computation manifest asking providers for outbound internet "
+        "access (compManifest.net.inet.out.urls), optionally signed; published in the demand "
+        "as the Golem SDKs publish it. Only providers offering the manifest-support "
+        "capability (and inet, when the manifest asks for it) match.",
     )
     properties: dict[str, Any] = Field(
         default_factory=dict,
@@ -221,15 +389,6 @@ class RunCommand(_Model):
     )
     env: list[EnvVar] = Field(
         default_factory=list, max_length=128, description="Environment variables."
-    )
-
-
-class KeyRef(_Model):
-    """A key of a ConfigMap or Secret in the GolemService's own namespace."""
-
-    name: ShortString = Field(description="Name of the object (same namespace).")
-    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
-        description="Key inside the object."
     )
 
 

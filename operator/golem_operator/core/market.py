@@ -15,6 +15,7 @@ from typing import Any
 
 from golem_operator.api.spec import GolemServiceSpec, parse_duration
 from golem_operator.core.images import ResolvedImage
+from golem_operator.core.manifest import ManifestDemand
 from golem_operator.core.payments import LinearPrice, PriceCaps
 
 
@@ -84,11 +85,14 @@ def build_demand(
     node_name: str,
     requestor_address: str | None = None,
     decorations: tuple[dict[str, Any], list[str]] | None = None,
+    manifest: ManifestDemand | None = None,
 ) -> DemandSpec:
     """The demand for one service: payload, market and payment properties; LDAP constraints.
 
     ``image`` is spec.payload.image resolved (core.images): the task package names its hash and
-    download URL, the only form a provider's exe-unit deploys.
+    download URL, the only form a provider's exe-unit deploys. ``manifest`` is
+    spec.payload.manifest read and checked (core.manifest): its properties are published and
+    the capabilities it needs constrain the offers, next to payload.capabilities.
     """
     payload, market = spec.payload, spec.market
     platform = market.payment.platform
@@ -117,7 +121,11 @@ def build_demand(
         f"(golem.com.payment.platform.{platform}.address=*)",
         "(golem.com.pricing.model=linear)",
     ]
-    constraints += [f"(golem.runtime.capabilities={cap})" for cap in payload.capabilities]
+    capabilities = list(payload.capabilities)
+    if manifest is not None:
+        properties.update(manifest.properties)
+        capabilities += [c for c in manifest.capabilities if c not in capabilities]
+    constraints += [f"(golem.runtime.capabilities={cap})" for cap in capabilities]
     if decorations is not None:
         extra_props, extra_constraints = decorations
         properties.update(extra_props)

@@ -14,10 +14,16 @@ from golem_operator.api.spec import GolemServiceSpec
 
 #: The parts of the spec an instance runs.
 _RUNS = ("payload", "lifecycle", "market")
+#: Fields added after revisions were first recorded: left out while unset, so that an operator
+#: upgrade keeps the revision of every service that does not use them (no needless rollout).
+_LATER_FIELDS = (("payload", "manifest"),)
 
 
 def revision(spec: GolemServiceSpec) -> str:
     """A short, stable hash of what an instance of `spec` runs (10 hex characters)."""
     body = spec.model_dump(by_alias=True, mode="json", include=set(_RUNS))
+    for part, field in _LATER_FIELDS:
+        if body[part].get(field) is None:
+            body[part].pop(field, None)
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -61,7 +61,7 @@ from golem_operator.golem import (
     GolemUnauthorized,
     GolemUnavailable,
 )
-from golem_operator.handlers import running, starting, stopping, uploads
+from golem_operator.handlers import manifests, running, starting, stopping, uploads
 from golem_operator.handlers.daemons import Daemon
 from golem_operator.handlers.instances import InstanceObjects
 from golem_operator.handlers.kube import Kube
@@ -214,7 +214,8 @@ class ServiceWorker:
             # What the schema could not catch: keep serving with the last good spec.
             first = error.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            self.spec_error = f"spec.{where}: {first['msg']}"
+            message = str(first["msg"]).removeprefix("Value error, ")
+            self.spec_error = f"spec.{where}: {message}"
         if body["metadata"].get("deletionTimestamp"):
             self.deleting = True
         self.wake.set()
@@ -601,6 +602,12 @@ class ServiceWorker:
     async def _subscribe(self) -> None:
         assert self.daemon is not None and self.spec is not None
         image = await self._resolve_image()
+        manifest = None
+        if self.spec.payload.manifest is not None:
+            try:
+                manifest = await manifests.resolve(self, self.spec.payload.manifest)
+            except manifests.ManifestSourceError as error:
+                raise ConfigProblem("ManifestInvalid", str(error)) from None
         decorations = None
         if self.status.allocation_id:
             with contextlib.suppress(GolemError):
@@ -615,6 +622,7 @@ class ServiceWorker:
             node_name=self.node_name,
             requestor_address=self.daemon.address,
             decorations=decorations,
+            manifest=manifest,
         )
         subscription = await self.daemon.client.market.subscribe_demand(
             demand.properties, demand.constraints
@@ -669,6 +677,7 @@ class ServiceWorker:
         now = utcnow()
         if self._secrets_generation != self.generation:
             await uploads.remember_secrets(self)
+            await manifests.remember_secrets(self, spec.payload.manifest)
             self._secrets_generation = self.generation
         if (
             not self.deleting
@@ -691,12 +700,12 @@ class ServiceWorker:
             await old.close(unsubscribe=False)
         image_problem: tuple[str, str] | None = None
         if self.market is None and not self.deleting:
-            # No demand (hence no renting) until the image is resolved; the rest of the pass
-            # (scaling, stopping) goes on meanwhile.
+            # No demand (hence no renting) until the image is resolved and the manifest read;
+            # the rest of the pass (scaling, stopping) goes on meanwhile.
             try:
                 await self._subscribe()
             except ConfigProblem as error:
-                image_problem = (error.reason, str(error))
+                image_problem = (error.reason, self.redactor.text(str(error)))
         if not self.deleting:
             await self._ensure_allocation()
         current = revision(spec)

@@ -28,6 +28,7 @@ from golem_operator.localnet.config import DaemonFault, Faults, format_validatio
 from golem_operator.localnet.events import parse_iso, stamp
 from golem_operator.localnet.images import DOWNLOAD_PATH
 from golem_operator.localnet.model import DOCUMENT_KINDS, BareError, PlainError
+from golem_operator.localnet.netns import close_quietly
 from golem_operator.localnet.network import (
     Activity,
     Agreement,
@@ -43,7 +44,6 @@ from golem_operator.localnet.network import (
 )
 from golem_operator.localnet.pricing import parse_amount
 from golem_operator.localnet.sandbox import SandboxError
-from golem_operator.localnet.vpn import close_quietly
 
 log = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ def audit(network: Network) -> dict[str, Any]:
                 "state": a.state,
                 "reason": a.reason,
                 "sandboxAlive": a.sandbox is not None and a.sandbox.alive,
+                "outboundTargets": list(a.gateway.targets) if a.gateway else [],
                 "durationSeconds": round(a.duration(network.runtime.now()), 3),
                 "paidAmount": fmt(a.paid),
             }

@@ -115,6 +115,9 @@ class ProviderConfig(_Strict):
     debit_note_interval_seconds: float | None = Field(default=None, gt=0)
     #: agreements this provider runs at once; a busy provider makes no new offers
     max_agreements: int = Field(default=1, ge=1)
+    #: offers outbound access (capabilities inet and manifest-support) and grants an activity
+    #: the loopback URLs its agreement's computation manifest lists (localnet.outbound)
+    outbound: bool = False
     faults: Faults = Faults()
 
     @model_validator(mode="after")
@@ -211,6 +214,7 @@ class ProviderSpec(_Strict):
     payment_platform: str
     debit_note_interval_seconds: float
     max_agreements: int
+    outbound: bool = False
     faults: Faults
 
 
@@ -237,6 +241,7 @@ def expand_providers(config: LocalNetConfig) -> list[ProviderSpec]:
                         entry.debit_note_interval_seconds or config.debit_note_interval_seconds
                     ),
                     max_agreements=entry.max_agreements,
+                    outbound=entry.outbound,
                     faults=entry.faults,
                 )
             )

@@ -14,7 +14,7 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from golem_operator.localnet import pricing
+from golem_operator.localnet import outbound, pricing
 from golem_operator.localnet.events import stamp
 from golem_operator.localnet.images import DeployError, ImageCatalog
 from golem_operator.localnet.model import (
@@ -54,6 +54,8 @@ class ExeUnits(Part):
         for activity in self.activities.values():
             for task in activity.tasks:
                 task.cancel()
+            if activity.gateway is not None:
+                await activity.gateway.close()
             if activity.sandbox is not None:
                 await activity.sandbox.kill()
 
@@ -122,6 +124,8 @@ class ExeUnits(Part):
         for task in activity.tasks:
             if task is not current:
                 task.cancel()
+        if activity.gateway is not None:
+            await activity.gateway.close()
         if activity.sandbox is not None:
             await activity.sandbox.kill()
         for batch in activity.batches.values():
@@ -189,9 +193,13 @@ class ExeUnits(Part):
             except ValueError as error:
                 return CommandResult(index, ok=False, message=f"Invalid deploy: {error}")
             try:
-                image = await self.images.deploy(
-                    activity.agreement.demand_properties.get(P_TASK_PACKAGE)
-                )
+                granted = self._grant(activity)
+            except outbound.ManifestRefused as error:
+                return CommandResult(index, ok=False, message=f"Deployment failed: {error}")
+            # Without a task package the exe-unit deploys the manifest's payload.
+            package = activity.agreement.demand_properties.get(P_TASK_PACKAGE)
+            try:
+                image = await self.images.deploy(package or granted.task_package)
             except DeployError as error:
                 return CommandResult(index, ok=False, message=str(error))
             if activity.state != "Initialized" or activity.terminated:
@@ -205,7 +213,10 @@ class ExeUnits(Part):
             activity.tasks.append(self.spawn(self._watch_sandbox(activity, sandbox)))
             try:
                 await self.vpn.join(activity, networks)
-            except (RuntimeError, SandboxError) as error:
+                if granted.targets:
+                    activity.gateway = outbound.Gateway()
+                    await activity.gateway.open(sandbox.payload_pid, granted)
+            except (RuntimeError, OSError, SandboxError) as error:
                 return CommandResult(index, ok=False, message=f"Deployment failed: {error}")
             activity.state = "Deployed"
             return CommandResult(index, ok=True, stdout="deployed", stderr="")
@@ -224,6 +235,13 @@ class ExeUnits(Part):
         if name == "run":
             return await self._run(activity, index, body)
         return await self._transfer(activity, index, body)
+
+    def _grant(self, activity: Activity) -> outbound.Grant:
+        """The outbound targets of the activity's manifest; none from a provider that does
+        not offer outbound access (it ignores manifests)."""
+        if not activity.provider.spec.outbound:
+            return outbound.Grant(())
+        return outbound.grant(activity.agreement.demand_properties)
 
     async def _watch_sandbox(self, activity: Activity, sandbox: Sandbox) -> None:
         await sandbox.wait()

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from golem_operator.localnet import constraints, rules
+from golem_operator.localnet import constraints, outbound, rules
 from golem_operator.localnet.constraints import Expression
 from golem_operator.localnet.events import EventLog, iso, stamp
 from golem_operator.localnet.model import (
@@ -202,6 +202,8 @@ class Market(Part):
             problem = f"Payment platform {chosen} is not supported."
         else:
             problem = rules.refusal(counter.properties, stamp(), self.config.agreement_rules)
+            if problem is None and provider.spec.outbound:
+                problem = outbound.refusal(counter.properties)
         if problem is not None:
             counter.state = "Rejected"
             demand.events.append(

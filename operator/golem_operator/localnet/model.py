@@ -27,6 +27,7 @@ from golem_operator.localnet import pricing
 from golem_operator.localnet.config import Faults, ProviderSpec
 from golem_operator.localnet.constraints import Expression
 from golem_operator.localnet.events import EventQueue, iso, parse_iso, stamp
+from golem_operator.localnet.outbound import OUTBOUND_CAPABILITIES, PLAIN_CAPABILITIES, Gateway
 from golem_operator.localnet.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -179,11 +180,13 @@ class Provider:
             "golem.inf.storage.gib": spec.resources.storage_gib,
             "golem.node.debug.subnet": spec.subnet_tag,
             "golem.node.id.name": spec.name,
-            "golem.runtime.capabilities": ["vpn"],
+            "golem.runtime.capabilities": list(
+                OUTBOUND_CAPABILITIES if spec.outbound else PLAIN_CAPABILITIES
+            ),
             "golem.runtime.name": spec.runtime,
             "golem.runtime.version": spec.runtime_version,
             "golem.srv.caps.multi-activity": True,
-            "golem.srv.caps.payload-manifest": False,
+            "golem.srv.caps.payload-manifest": spec.outbound,
         }
 
 
@@ -362,6 +365,8 @@ class Activity:
     debit_notes: list[str] = field(default_factory=list)
     #: VPN network id -> this activity's address in it (from its deploy command)
     vpn: dict[str, str] = field(default_factory=dict)
+    #: the outbound targets its agreement's manifest granted (from its deploy command)
+    gateway: Gateway | None = None
 
     @property
     def provider(self) -> Provider:

@@ -16,24 +16,20 @@ address. `open_tcp` connects to `ip:port` from inside that namespace for the TCP
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import ipaddress
-import os
 import socket
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from golem_operator.localnet.model import Activity, ApiError, BareError, PlainError
+from golem_operator.localnet.netns import socket_in_netns
 from golem_operator.localnet.runtime import Part
 from golem_operator.localnet.sandbox import host_tool
 
 if TYPE_CHECKING:
     from golem_operator.localnet.exeunit import ExeUnits
 
-_CLONE_NEWNET = 0x40000000
 DEFAULT_PREFIX = 24
 
 
@@ -248,7 +244,7 @@ class Vpn(Part):
     async def open_tcp(self, activity: Activity, ip: str, port: int) -> socket.socket:
         """A TCP connection to ip:port made inside the activity's network namespace."""
         assert activity.sandbox is not None
-        sock = await asyncio.to_thread(_socket_in_netns, activity.sandbox.payload_pid)
+        sock = await asyncio.to_thread(socket_in_netns, activity.sandbox.payload_pid)
         sock.setblocking(False)
         try:
             await asyncio.wait_for(
@@ -278,42 +274,3 @@ async def _run_in_netns(pid: int, argv: list[str]) -> None:
     if process.returncode != 0:
         text = output.decode(errors="replace").strip()
         raise RuntimeError(f"configuring the sandbox network failed: {text}")
-
-
-def _socket_in_netns(pid: int) -> socket.socket:
-    """A TCP socket created in the network namespace of `pid`.
-
-    A socket belongs to the namespace it was created in. A short-lived thread of its own
-    switches its namespace (per thread for CLONE_NEWNET), creates the socket and switches
-    back, so no other thread ever runs in the sandbox's namespace.
-    """
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-        try:
-            if libc.setns(target, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns into the sandbox network failed")
-            # Back to the host namespace; were that to fail, the thread ends here anyway.
-            result["socket"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            libc.setns(own, _CLONE_NEWNET)
-        except BaseException as error:
-            result["error"] = error
-        finally:
-            os.close(own)
-            os.close(target)
-
-    thread = threading.Thread(target=work, name="localnet-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    created: socket.socket = result["socket"]
-    return created
-
-
-def close_quietly(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.close()
