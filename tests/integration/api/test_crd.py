@@ -306,6 +306,62 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         with_change("golemRef", {"urlKey": "u"}),
         "spec.golemRef.secretName",
     ),
+    (
+        "manifest without a source",
+        with_change("payload.manifest", {"signatureAlgorithm": "sha256"}),
+        "exactly one of inline, configMapKeyRef or secretKeyRef",
+    ),
+    (
+        "manifest signature without algorithm",
+        with_change(
+            "payload.manifest",
+            {
+                "configMapKeyRef": {"name": "m", "key": "manifest.json"},
+                "signature": {"inline": "AAAA"},
+                "certificate": {"inline": "C"},
+            },
+        ),
+        "spec.payload.manifest.signatureAlgorithm: Invalid value: "
+        "payload.manifest.signature needs signatureAlgorithm",
+    ),
+    (
+        "manifest signature without certificate",
+        with_change(
+            "payload.manifest",
+            {
+                "configMapKeyRef": {"name": "m", "key": "manifest.json"},
+                "signature": {"inline": "AAAA"},
+                "signatureAlgorithm": "sha256",
+            },
+        ),
+        "spec.payload.manifest.certificate",
+    ),
+    (
+        "manifest signature with two sources",
+        with_change(
+            "payload.manifest",
+            {
+                "inline": "{}",
+                "signature": {"inline": "AAAA", "configMapKeyRef": {"name": "s", "key": "k"}},
+                "signatureAlgorithm": "sha256",
+                "certificate": {"inline": "C"},
+            },
+        ),
+        "spec.payload.manifest.signature",
+    ),
+    (
+        "manifest signature algorithm",
+        with_change(
+            "payload.manifest",
+            {
+                "inline": "{}",
+                "signature": {"inline": "AAAA"},
+                "signatureAlgorithm": "SHA 256",
+                "certificate": {"inline": "C"},
+            },
+        ),
+        "spec.payload.manifest.signatureAlgorithm",
+    ),
 ]
 
 
