@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from golem_operator.api.crd import crd
 from golem_operator.api.spec import GolemServiceSpec
+from golem_operator.core.manifest import manifest_demand
+
+ROOT = Path(__file__).resolve().parents[3]
 
 DOCUMENT = {
     "version": "0.1.0",
@@ -144,3 +149,15 @@ def test_the_crd_says_the_source_and_signature_rules_at_admission() -> None:
     assert any("exactly one of inline" in m for m in rules)
     signature = manifest["properties"]["signature"]
     assert signature["x-kubernetes-validations"][0]["message"].startswith("exactly one of")
+
+
+def test_the_example_manifest_is_one_providers_read() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "outbound-service.yaml").read_text()))
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    service = next(d for d in docs if d["kind"] == "GolemService")
+    ref = GolemServiceSpec.model_validate(service["spec"]).payload.manifest
+    assert ref is not None and ref.config_map_key_ref is not None
+    content = config_map["data"][ref.config_map_key_ref.key].encode()
+    published = manifest_demand(content)
+    assert published.outbound_urls == ("http://127.0.0.1:8000", "https://api.github.com")
+    assert published.capabilities == ("inet", "manifest-support")
