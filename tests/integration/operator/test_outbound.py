@@ -84,14 +84,21 @@ def outbound_service(manifest: dict[str, Any], urls: tuple[str, str]) -> dict[st
     return doc
 
 
+def fetch_lines(instance: dict[str, Any]) -> list[str]:
+    """What the fetch script printed, once lastRun is a run script's (the start script's
+    output shows there first)."""
+    lines = str(instance.get("lastRun", {}).get("stdout", "")).splitlines()
+    return lines if lines and lines[0].startswith(("OK ", "FAILED ")) else []
+
+
 def wait_fetched(service: Service) -> tuple[dict[str, Any], list[str]]:
     """The Running instance and the lines its run script printed."""
     instance = service.wait(
         "a run script result",
-        lambda: (i := service.instances("Running")) and i[0].get("lastRun") and i[0],
+        lambda: (i := service.instances("Running")) and fetch_lines(i[0]) and i[0],
         90,
     )
-    return instance, str(instance["lastRun"]["stdout"]).splitlines()
+    return instance, fetch_lines(instance)
 
 
 def test_the_listed_url_is_reachable_and_no_other(
