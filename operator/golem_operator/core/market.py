@@ -117,7 +117,11 @@ def build_demand(
         f"(golem.com.payment.platform.{platform}.address=*)",
         "(golem.com.pricing.model=linear)",
     ]
-    constraints += [f"(golem.runtime.capabilities={cap})" for cap in payload.capabilities]
+    capabilities = list(payload.capabilities)
+    if spec.network is not None and VPN_CAPABILITY not in capabilities:
+        # Only a provider whose runtime joins VPNs can deploy an instance into the network.
+        capabilities.append(VPN_CAPABILITY)
+    constraints += [f"(golem.runtime.capabilities={cap})" for cap in capabilities]
     if decorations is not None:
         extra_props, extra_constraints = decorations
         properties.update(extra_props)
@@ -226,6 +230,10 @@ AVOID_FOR = timedelta(minutes=10)
 # --- when the demand is published again ------------------------------------------------------
 
 
+#: The runtime capability of providers that can join a requestor's VPN.
+VPN_CAPABILITY = "vpn"
+
+
 def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
     """The part of a spec that the published demand says (see build_demand), in wire form.
 
@@ -233,7 +241,7 @@ def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
     out: they change which offers are taken, never what the demand asks for, so a change to
     them (a `kubectl scale` above all) keeps the demand and the offers it has collected.
     agreementDuration is in: it sets the demand's expiration. golemRef is in: the demand lives
-    on that daemon.
+    on that daemon. Whether the service has a network is in: it asks for the vpn capability.
     """
     market = spec.market
     return {
@@ -246,6 +254,7 @@ def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
         "golemRef": spec.golem_ref.model_dump(mode="json", by_alias=True)
         if spec.golem_ref
         else None,
+        "vpn": spec.network is not None,
     }
 
 

@@ -17,6 +17,8 @@ from golem_operator.api.status import GolemServiceStatus, Instance, NetworkStatu
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import network as vpn
 from golem_operator.core import transactions as tx
+from golem_operator.core.images import ResolvedImage
+from golem_operator.core.market import build_demand, demand_changed
 from golem_operator.core.revision import revision
 from golem_operator.core.scripts import compile_script
 
@@ -213,3 +215,24 @@ def test_the_deploy_command_carries_the_vpn_body() -> None:
     batch = compile_script(script, deploy=body)
     assert batch.commands[0] == {"deploy": body}
     assert compile_script(script).commands[0] == {"deploy": {}}
+
+
+def test_a_service_with_a_network_asks_for_providers_that_join_vpns() -> None:
+    plain = make_spec()
+    with_network = make_spec(network={"cidr": CIDR})
+    constraint = "(golem.runtime.capabilities=vpn)"
+    assert constraint in demand_of(with_network).constraints
+    assert constraint not in demand_of(plain).constraints
+    # Asked once, also when the payload names it already.
+    named = make_spec(
+        network={"cidr": CIDR}, payload={"image": {"tag": "a/b:c"}, "capabilities": ["vpn"]}
+    )
+    assert demand_of(named).constraints.count(constraint) == 1
+    # Adding or removing the network changes what the demand says; another cidr does not.
+    assert demand_changed(plain, with_network)
+    assert not demand_changed(with_network, make_spec(network={"cidr": "10.0.0.0/16"}))
+
+
+def demand_of(spec: Any) -> Any:
+    image = ResolvedImage(hash="a" * 56, url="http://127.0.0.1/image")
+    return build_demand(spec, image=image, now=T0, node_name="ns/web")
