@@ -125,6 +125,9 @@ def build_demand(
     if manifest is not None:
         properties.update(manifest.properties)
         capabilities += [c for c in manifest.capabilities if c not in capabilities]
+    if spec.network is not None and VPN_CAPABILITY not in capabilities:
+        # Only a provider whose runtime joins VPNs can deploy an instance into the network.
+        capabilities.append(VPN_CAPABILITY)
     constraints += [f"(golem.runtime.capabilities={cap})" for cap in capabilities]
     if decorations is not None:
         extra_props, extra_constraints = decorations
@@ -268,6 +271,10 @@ AVOID_FOR = timedelta(minutes=10)
 # --- when the demand is published again ------------------------------------------------------
 
 
+#: The runtime capability of providers that can join a requestor's VPN.
+VPN_CAPABILITY = "vpn"
+
+
 def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
     """The part of a spec that the published demand says (see build_demand), in wire form.
 
@@ -275,7 +282,7 @@ def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
     out: they change which offers are taken, never what the demand asks for, so a change to
     them (a `kubectl scale` above all) keeps the demand and the offers it has collected.
     agreementDuration is in: it sets the demand's expiration. golemRef is in: the demand lives
-    on that daemon.
+    on that daemon. Whether the service has a network is in: it asks for the vpn capability.
     """
     market = spec.market
     return {
@@ -288,6 +295,7 @@ def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
         "golemRef": spec.golem_ref.model_dump(mode="json", by_alias=True)
         if spec.golem_ref
         else None,
+        "vpn": spec.network is not None,
     }
 
 
