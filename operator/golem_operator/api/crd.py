@@ -147,6 +147,8 @@ INSTANCE_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Provider", "type": "string", "jsonPath": ".status.provider.name"},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Host", "type": "string", "jsonPath": ".status.hostname", "priority": 1},
+    {"name": "VPN-Address", "type": "string", "jsonPath": ".status.vpnAddress", "priority": 1},
     {"name": "Service", "type": "string", "jsonPath": ".spec.service", "priority": 1},
     {"name": "Revision", "type": "string", "jsonPath": ".spec.revision", "priority": 1},
     {"name": "Agreement", "type": "string", "jsonPath": ".status.agreementId", "priority": 1},

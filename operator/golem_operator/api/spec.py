@@ -7,6 +7,7 @@ schema cannot say are CEL rules (``x-kubernetes-validations``) attached with ``c
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -646,6 +647,60 @@ class UpdateStrategy(_Model):
         return self
 
 
+# --- network ---------------------------------------------------------------------------------
+
+#: An IPv4 network in CIDR notation, e.g. 192.168.0.0/24.
+CIDR_PATTERN = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
+#: Prefix lengths a service network may have: /30 still holds one instance beside the gateway.
+CIDR_PREFIX_MIN = 8
+CIDR_PREFIX_MAX = 30
+
+
+class ServiceNetwork(_Model):
+    """A Golem VPN joining the service's instances (and the operator, at the gateway)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "isCIDR(self.cidr) && cidr(self.cidr).ip().family() == 4 && "
+                "cidr(self.cidr) == cidr(self.cidr).masked()",
+                "network.cidr must be an IPv4 network address with its prefix, "
+                "e.g. 192.168.0.0/24 (no host bits set)",
+                ".cidr",
+            ),
+            (
+                "!isCIDR(self.cidr) || "
+                f"(cidr(self.cidr).prefixLength() >= {CIDR_PREFIX_MIN} && "
+                f"cidr(self.cidr).prefixLength() <= {CIDR_PREFIX_MAX})",
+                f"network.cidr prefix must be /{CIDR_PREFIX_MIN} to /{CIDR_PREFIX_MAX}",
+                ".cidr",
+            ),
+        ),
+    )
+
+    cidr: Annotated[str, StringConstraints(pattern=CIDR_PATTERN, max_length=18)] = Field(
+        description="The VPN's IPv4 network, e.g. 192.168.0.0/24. Its first address is the "
+        "gateway (the operator's own address in it); instance n (status ordinal) gets the "
+        "address gateway + 1 + n and the host name <service>-<n>.",
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _ipv4_network(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as error:
+            raise ValueError(
+                f"network.cidr must be an IPv4 network address with its prefix, e.g. "
+                f"192.168.0.0/24: {error}"
+            ) from None
+        if not CIDR_PREFIX_MIN <= network.prefixlen <= CIDR_PREFIX_MAX:
+            raise ValueError(
+                f"network.cidr prefix must be /{CIDR_PREFIX_MIN} to /{CIDR_PREFIX_MAX}"
+            )
+        return value
+
+
 # --- ports -----------------------------------------------------------------------------------
 
 #: A port name as Services and EndpointSlices take it (a DNS-1123 label).
@@ -706,6 +761,12 @@ class GolemServiceSpec(_Model):
                 "self.progressDeadlineSeconds > self.minReadySeconds",
                 "progressDeadlineSeconds must be greater than minReadySeconds",
                 ".progressDeadlineSeconds",
+            ),
+            (
+                "!has(self.ports) || size(self.ports) == 0 || has(self.network)",
+                "spec.ports needs spec.network: connections reach the instances through the "
+                "service's Golem VPN (e.g. network: {cidr: 192.168.0.0/24})",
+                ".ports",
             ),
         ),
     )
@@ -786,6 +847,13 @@ class GolemServiceSpec(_Model):
         description="Hold the rollout: no instance of an older revision is replaced or "
         "stopped for it. Scaling and agreement renewals go on.",
     )
+    network: ServiceNetwork | None = Field(
+        None,
+        description="A Golem VPN for the instances (opt-in): each instance joins it at its own "
+        "address and reaches the others by address or host name (<service>-<ordinal>). "
+        "Absent: no VPN. Part of the revision: adding, changing or removing it rolls the "
+        "instances.",
+    )
     ports: list[ServicePort] = Field(
         default_factory=list,
         max_length=PORTS_MAX,
@@ -828,6 +896,11 @@ class GolemServiceSpec(_Model):
     def _deadline_after_ready(self) -> GolemServiceSpec:
         if self.progress_deadline_seconds <= self.min_ready_seconds:
             raise ValueError("progressDeadlineSeconds must be greater than minReadySeconds")
+        if self.ports and self.network is None:
+            raise ValueError(
+                "spec.ports needs spec.network: connections reach the instances through the "
+                "service's Golem VPN"
+            )
         return self
 
     @property

@@ -191,6 +191,22 @@ class InstanceStatus(_Status):
         description="The agreement is terminated and its invoice decided: accepted, or rejected "
         "with the reason (a Warning Event); or it never had one. Never set for a missing invoice.",
     )
+    ordinal: int | None = Field(
+        None,
+        description="The instance's place in the service's VPN (spec.network): the lowest "
+        "number no other live instance holds when it starts, so a replacement takes over the "
+        "name and address of the instance it replaces.",
+    )
+    hostname: str | None = Field(None, description="Its host name in the VPN: <service>-<ordinal>.")
+    vpn_address: str | None = Field(
+        None,
+        alias="vpnAddress",
+        description="Its IPv4 address in the VPN (gateway + 1 + ordinal), recorded before its "
+        "provider node is added at it.",
+    )
+    network_id: str | None = Field(
+        None, alias="networkId", description="The Golem network (net API id) it joined."
+    )
 
 
 #: Instance fields kept in the instance object's metadata and spec, not its status.
@@ -271,6 +287,16 @@ class ImageStatus(_Status):
         "that changes, so replacements and renewals run the same bits).",
     )
 
+
+class NetworkStatus(_Status):
+    """A Golem VPN the operator created for the service (net API)."""
+
+    id: str = Field(description="The network's id on the Golem daemon.")
+    cidr: str = Field(description="Its IPv4 network (spec.network.cidr it was created for).")
+
+
+#: Networks a service can be retiring at once (each cidr change while instances run adds one).
+RETIRED_NETWORKS_MAX = 16
 
 class ProxyPort(_Status):
     """One of spec.ports as the operator serves it."""
@@ -394,6 +420,18 @@ class GolemServiceStatus(_Status):
     )
     instance_counter: int = Field(
         0, alias="instanceCounter", description="Sequence for instance names."
+    )
+    network: NetworkStatus | None = Field(
+        None,
+        description="The VPN of spec.network, recorded before any instance joins it (a "
+        "restarted operator re-adopts it); deleted with the service or when spec.network goes.",
+    )
+    retired_networks: list[NetworkStatus] = Field(
+        default_factory=list,
+        alias="retiredNetworks",
+        description="VPNs of an earlier spec.network that instances still use: each is "
+        "deleted once no live instance is in it.",
+        json_schema_extra={"maxItems": RETIRED_NETWORKS_MAX},
     )
     proxy: ProxyStatus | None = Field(
         None,

@@ -16,6 +16,7 @@ from golem_operator.api.status import (
     DOWNLOADS_MAX_ITEMS,
     DOWNLOADS_TOTAL_MAX,
     MESSAGE_MAX,
+    RETIRED_NETWORKS_MAX,
     Condition,
     ConditionType,
     Download,
@@ -23,10 +24,12 @@ from golem_operator.api.status import (
     ImageStatus,
     Instance,
     InstanceCounts,
+    NetworkStatus,
     Phase,
     RunResult,
 )
 from golem_operator.api.status import InstanceState as S
+from golem_operator.core import network as vpn
 from golem_operator.core import plan as planning
 from golem_operator.core import rollout
 from golem_operator.core.images import ResolvedImage
@@ -428,3 +431,49 @@ def summarize(
         status.phase = Phase.PROGRESSING
     else:
         status.phase = Phase.PENDING
+
+
+# --- the service's VPN (spec.network; decisions in core.network) ------------------------------
+
+
+def take_ordinal(instance: Instance, instances: list[Instance], limit: int) -> bool:
+    """Give an instance the lowest free ordinal (once); False when none is free."""
+    if instance.ordinal is not None:
+        return True
+    ordinal = vpn.free_ordinal(instances, limit)
+    if ordinal is None:
+        return False
+    instance.ordinal = ordinal
+    return True
+
+
+def join_network(instance: Instance, service: str, network: NetworkStatus) -> None:
+    """An instance with an ordinal joins the network: its host name and address (recorded
+    before its provider node is added there)."""
+    assert instance.ordinal is not None
+    instance.network_id = network.id
+    instance.hostname = vpn.hostname(service, instance.ordinal)
+    instance.vpn_address = vpn.address(network.cidr, instance.ordinal)
+
+
+def record_network(status: GolemServiceStatus, network_id: str, cidr: str) -> None:
+    """The network created for spec.network."""
+    status.network = NetworkStatus(id=network_id, cidr=cidr)
+
+
+def retire_network(status: GolemServiceStatus) -> None:
+    """spec.network no longer wants the current network: it is deleted once no live instance
+    is in it."""
+    if status.network is None:
+        return
+    if all(n.id != status.network.id for n in status.retired_networks):
+        # Bounded: only a cidr changed again and again while instances stay would pass it.
+        status.retired_networks = [*status.retired_networks, status.network][-RETIRED_NETWORKS_MAX:]
+    status.network = None
+
+
+def forget_network(status: GolemServiceStatus, network_id: str) -> None:
+    """A network was deleted (or found gone)."""
+    if status.network is not None and status.network.id == network_id:
+        status.network = None
+    status.retired_networks = [n for n in status.retired_networks if n.id != network_id]
