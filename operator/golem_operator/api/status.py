@@ -298,6 +298,7 @@ class NetworkStatus(_Status):
 #: Networks a service can be retiring at once (each cidr change while instances run adds one).
 RETIRED_NETWORKS_MAX = 16
 
+
 class ProxyPort(_Status):
     """One of spec.ports as the operator serves it."""
 

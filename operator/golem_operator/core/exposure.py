@@ -154,9 +154,7 @@ def endpoint_slice_manifest(
     }
 
 
-def listeners_of(
-    ports: Sequence[ServicePort], listener_ports: Mapping[str, int]
-) -> list[Listener]:
+def listeners_of(ports: Sequence[ServicePort], listener_ports: Mapping[str, int]) -> list[Listener]:
     """spec.ports joined with the listener serving each (ports without one are left out)."""
     return [
         Listener(p.name, p.port, listener_ports[p.name]) for p in ports if p.name in listener_ports

@@ -68,10 +68,10 @@ class Exposure:
                     return None, _failed("deleting", self.host.name, error)
             return None, None
         name = self.host.name
-        problem = exposure.service_name_problem(name)
-        if problem is not None:
+        unnamed = exposure.service_name_problem(name)
+        if unnamed is not None:
             await self.proxy.close()
-            return None, ("PortsNotServed", problem)
+            return None, ("PortsNotServed", unnamed)
         listener_ports = await self.proxy.serve(ports)
         backends = self.host.backends()
         listeners = exposure.listeners_of(ports, listener_ports)

@@ -270,7 +270,6 @@ class Kube:
             return base64.b64decode(cm.binary_data[key])
         raise KeyError(f"ConfigMap {namespace}/{name} has no key {key!r}")
 
-
     # --- the Service and EndpointSlice of spec.ports ---------------------------------------
 
     async def get_kube_service(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -344,4 +343,3 @@ async def _read_raw(call: Any) -> dict[str, Any] | None:
             raise ApiException(status=response.status, reason=response.reason)
     found: dict[str, Any] = json.loads(text)
     return found
-

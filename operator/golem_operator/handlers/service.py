@@ -23,9 +23,8 @@ from pydantic import SecretStr, ValidationError
 from golem_operator.api.spec import GolemServiceSpec, parse_duration
 from golem_operator.api.status import GolemServiceStatus, Instance
 from golem_operator.api.status import InstanceState as S
-from golem_operator.core import balancing
+from golem_operator.core import balancing, rollout
 from golem_operator.core import plan as planning
-from golem_operator.core import rollout
 from golem_operator.core import transactions as tx
 from golem_operator.core.images import (
     ImageQuery,
@@ -62,8 +61,8 @@ from golem_operator.golem import (
     GolemUnauthorized,
     GolemUnavailable,
 )
-from golem_operator.handlers import running, starting, stopping, uploads
 from golem_operator.golem.net import NetApi
+from golem_operator.handlers import running, starting, stopping, uploads
 from golem_operator.handlers.daemons import Daemon
 from golem_operator.handlers.exposure import Exposure
 from golem_operator.handlers.instances import InstanceObjects
@@ -163,9 +162,7 @@ class ServiceWorker:
         self.exposure = Exposure(
             self,
             engine.kube,
-            ProxySettings(
-                config.pod_ip, config.proxy_connect_timeout, config.proxy_idle_timeout
-            ),
+            ProxySettings(config.pod_ip, config.proxy_connect_timeout, config.proxy_idle_timeout),
             self.log,
             exposed=self.status.proxy is not None,
         )

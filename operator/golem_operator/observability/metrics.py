@@ -173,5 +173,6 @@ def forget_proxy_port(namespace: str, service: str, port: str) -> None:
         with contextlib.suppress(KeyError):
             PROXY_ERRORS.remove(namespace, service, port, reason)
 
+
 def serve(port: int, address: str = "0.0.0.0") -> None:
     start_http_server(port, addr=address, registry=REGISTRY)
