@@ -627,7 +627,7 @@ async def get_network(request: web.Request) -> web.Response:
 
 
 async def remove_network(request: web.Request) -> web.Response:
-    _net(request).vpn.remove_network(request.match_info["networkId"])
+    await _net(request).vpn.remove_network(request.match_info["networkId"])
     return _json(None)
 
 
@@ -648,12 +648,14 @@ async def get_nodes(request: web.Request) -> web.Response:
 
 
 async def add_node(request: web.Request) -> web.Response:
-    _net(request).vpn.add_node(request.match_info["networkId"], await _net_body(request))
+    body = await _net_body(request)
+    await _net(request).vpn.add_node_and_route(request.match_info["networkId"], body)
     return _json(None)
 
 
 async def remove_node(request: web.Request) -> web.Response:
-    _net(request).vpn.remove_node(request.match_info["networkId"], request.match_info["nodeId"])
+    network_id, node_id = request.match_info["networkId"], request.match_info["nodeId"]
+    await _net(request).vpn.remove_node_and_route(network_id, node_id)
     return _json(None)
 
 

@@ -30,7 +30,7 @@ from golem_operator.localnet.model import (
 )
 from golem_operator.localnet.runtime import Part, Runtime
 from golem_operator.localnet.sandbox import Sandbox, SandboxError
-from golem_operator.localnet.vpn import parse_deploy_net
+from golem_operator.localnet.vpn import parse_deploy_hosts, parse_deploy_net
 
 if TYPE_CHECKING:
     from golem_operator.localnet.market import Market
@@ -124,6 +124,7 @@ class ExeUnits(Part):
                 task.cancel()
         if activity.sandbox is not None:
             await activity.sandbox.kill()
+        await self.vpn.leave(activity)
         for batch in activity.batches.values():
             if not batch.done:
                 batch.done = True
@@ -186,6 +187,7 @@ class ExeUnits(Part):
                 return CommandResult(index, ok=False, message="Deployment failed (injected fault)")
             try:
                 networks = parse_deploy_net(body)
+                hosts, hostname = parse_deploy_hosts(body)
             except ValueError as error:
                 return CommandResult(index, ok=False, message=f"Invalid deploy: {error}")
             try:
@@ -196,7 +198,7 @@ class ExeUnits(Part):
                 return CommandResult(index, ok=False, message=str(error))
             if activity.state != "Initialized" or activity.terminated:
                 return CommandResult(index, ok=False, message=f"Can't deploy: {activity.state}")
-            sandbox = Sandbox(image.path, activity.folder)
+            sandbox = Sandbox(image.path, activity.folder, hosts=hosts, hostname=hostname)
             await sandbox.start()
             activity.sandbox = sandbox
             if activity.terminated:  # crashed or destroyed while starting

@@ -132,8 +132,31 @@ def image_mounts(image_dir: Path) -> list[str]:
     return args
 
 
-def bwrap_arguments(bwrap: str, image_dir: Path, work_dir: Path, sleep: str) -> list[str]:
-    """The full bwrap command line of one sandbox (info JSON written to fd 3)."""
+def hosts_file(hosts: Mapping[str, str], hostname: str | None) -> str:
+    """The sandbox's /etc/hosts: loopback names, then the deploy's `hosts` (name -> ip)."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    if hostname is not None and hostname not in hosts:
+        lines.append(f"127.0.1.1\t{hostname}")
+    lines += [f"{ip}\t{name}" for name, ip in sorted(hosts.items())]
+    return "\n".join(lines) + "\n"
+
+
+def bwrap_arguments(
+    bwrap: str,
+    image_dir: Path,
+    work_dir: Path,
+    sleep: str,
+    *,
+    hosts: Path | None = None,
+    hostname: str | None = None,
+) -> list[str]:
+    """The full bwrap command line of one sandbox (info JSON written to fd 3).
+
+    hosts: a file to show as /etc/hosts (the deploy's `hosts`); hostname: the sandbox's own
+    host name (its UTS namespace is its own).
+    """
+    own_hosts = ["--ro-bind", str(hosts), "/etc/hosts"] if hosts is not None else []
+    own_name = ["--hostname", hostname] if hostname is not None else []
     return [
         bwrap,
         "--unshare-all",
@@ -141,12 +164,14 @@ def bwrap_arguments(bwrap: str, image_dir: Path, work_dir: Path, sleep: str) -> 
         "--new-session",
         "--uid", str(SANDBOX_UID),
         "--gid", str(SANDBOX_UID),
+        *own_name,
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/lib", "/lib",
         "--symlink", "usr/lib64", "/lib64",
         "--symlink", "usr/bin", "/bin",
         "--symlink", "usr/sbin", "/sbin",
         "--ro-bind", "/etc", "/etc",
+        *own_hosts,
         "--proc", "/proc",
         "--dev", "/dev",
         "--tmpfs", "/tmp",  # noqa: S108 - the sandbox's own private /tmp
@@ -200,10 +225,20 @@ def _read_capped(path: Path, cap: int) -> str:
 class Sandbox:
     """One activity's isolated environment."""
 
-    def __init__(self, image_dir: Path, activity_dir: Path) -> None:
+    def __init__(
+        self,
+        image_dir: Path,
+        activity_dir: Path,
+        *,
+        hosts: Mapping[str, str] | None = None,
+        hostname: str | None = None,
+    ) -> None:
         self.image_dir = image_dir
         self.work_dir = activity_dir / "work"
         self._io_dir = activity_dir / "io"
+        self._hosts_path = activity_dir / "hosts"
+        self.hosts = dict(hosts or {})
+        self.hostname = hostname
         self._bwrap: ChildProcess | None = None
         self._target_pid = 0
         self._commands: set[ChildProcess] = set()
@@ -221,9 +256,18 @@ class Sandbox:
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._io_dir.mkdir(parents=True, exist_ok=True)
+        own_hosts = None
+        if self.hosts or self.hostname is not None:
+            self._hosts_path.write_text(hosts_file(self.hosts, self.hostname))
+            own_hosts = self._hosts_path
         read_fd, write_fd = os.pipe()
         argv = bwrap_arguments(
-            host_tool("bwrap"), self.image_dir, self.work_dir, host_tool("sleep")
+            host_tool("bwrap"),
+            self.image_dir,
+            self.work_dir,
+            host_tool("sleep"),
+            hosts=own_hosts,
+            hostname=self.hostname,
         )
         try:
             self._bwrap = ChildProcess.spawn(argv, {"PATH": DEFAULT_PATH}, extra_fd=write_fd)
