@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,6 +151,7 @@ class ServiceProxy:
             opened = await self._open_tunnel(listener, labels)
             if opened is None:
                 metrics.PROXY_ERRORS.labels(*labels, "no-backend").inc()
+                _reset(writer)
                 return
             tunnel, instance = opened
             self.open_connections[instance] = self.open_connections.get(instance, 0) + 1
@@ -284,3 +287,12 @@ class ServiceProxy:
             for task in (up, down, watch):
                 task.cancel()
             await asyncio.gather(up, down, watch, return_exceptions=True)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a reset: a client with no instance to serve it sees the connection refused
+    (as kube-proxy rejects a Service without endpoints), never an empty answer."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

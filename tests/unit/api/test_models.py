@@ -222,5 +222,5 @@ def test_bad_ports_are_refused_naming_the_field(ports: list[Any], names: str) ->
 
 
 def test_ports_need_a_network() -> None:
-    with pytest.raises(ValidationError, match="spec.ports needs spec.network"):
+    with pytest.raises(ValidationError, match=r"spec\.ports needs spec\.network"):
         GolemServiceSpec.model_validate({**MINIMAL, "ports": [{"name": "http", "port": 80}]})
