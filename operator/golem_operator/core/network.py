@@ -85,16 +85,19 @@ def shortfall(cidr: str, replicas: int, max_surge: int) -> str | None:
     )
 
 
-def co_tenants(instances: Iterable[Instance], leaving: Instance) -> list[tuple[str, str]]:
+def co_tenants(
+    instances: Iterable[Instance], leaving: Instance, departing: Iterable[str] = ()
+) -> list[tuple[str, str]]:
     """(provider node, address) of the other instances in the leaving one's network on the
     same provider: removing a node id removes every address of that node, so these are
-    added again after it."""
+    added again after it. Instances `departing` (leaving too) are not."""
     if leaving.provider is None or leaving.network_id is None:
         return []
+    gone = {leaving.name, *departing}
     return [
         (i.provider.id, i.vpn_address)
         for i in instances
-        if i.name != leaving.name
+        if i.name not in gone
         and i.state in _JOINED
         and i.network_id == leaving.network_id
         and i.provider is not None

@@ -48,14 +48,19 @@ class Batch:
     steps: list[Step] = field(default_factory=list)
 
 
-def compile_script(commands: list[Command], uploads: dict[int, bytes] | None = None) -> Batch:
-    """ExeScript commands for a script; uploads[i] is the content of upload command i."""
+def compile_script(
+    commands: list[Command],
+    uploads: dict[int, bytes] | None = None,
+    deploy: dict[str, Any] | None = None,
+) -> Batch:
+    """ExeScript commands for a script; uploads[i] is the content of upload command i, and
+    `deploy` the body of deploy commands (the VPN's `net`, `hosts` and `hostname`)."""
     uploads = uploads or {}
     out: list[dict[str, Any]] = []
     steps: list[Step] = []
     for index, command in enumerate(commands):
         if command.deploy is not None:
-            out.append({"deploy": {}})
+            out.append({"deploy": dict(deploy or {})})
             steps.append(Step("deploy"))
         elif command.start is not None:
             out.append({"start": {}})

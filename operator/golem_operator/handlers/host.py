@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from golem_operator.api.spec import GolemServiceSpec
-from golem_operator.api.status import Instance
+from golem_operator.api.status import GolemServiceStatus, Instance, NetworkStatus
 from golem_operator.core import plan as planning
 from golem_operator.core.redaction import Redactor
 from golem_operator.core.states import Event
@@ -40,6 +40,14 @@ class InstanceHost(AgreementOwner, Protocol):
     activity_unknown: set[str]
     #: Instances whose run-script result this process has written once.
     reported_runs: set[str]
+    #: The service's name (host names in its VPN are `<name>-<ordinal>`).
+    name: str
+    #: The summary status: the instances, and the network recorded for spec.network.
+    status: GolemServiceStatus
+    #: The network of spec.network once recorded in status (and checked after a restart).
+    network_ready: NetworkStatus | None
+    #: Instances whose provider node is leaving the VPN (not to be added again).
+    vpn_leaving: set[str]
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]: ...
@@ -69,3 +77,7 @@ class InstanceHost(AgreementOwner, Protocol):
     async def sleep_or_stop(self, name: str, seconds: float) -> bool: ...
 
     def take_lost(self, name: str) -> str | None: ...
+
+    def vpn_lock(self, network_id: str, provider_id: str) -> asyncio.Lock: ...
+
+    def network_lost(self, network_id: str) -> None: ...

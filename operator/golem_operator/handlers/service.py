@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr, ValidationError
 
 from golem_operator.api.spec import GolemServiceSpec, parse_duration
-from golem_operator.api.status import GolemServiceStatus, Instance
+from golem_operator.api.status import GolemServiceStatus, Instance, NetworkStatus
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import balancing, rollout
+from golem_operator.core import network as vpn_rules
 from golem_operator.core import plan as planning
 from golem_operator.core import transactions as tx
 from golem_operator.core.images import (
@@ -62,7 +63,7 @@ from golem_operator.golem import (
     GolemUnavailable,
 )
 from golem_operator.golem.net import NetApi
-from golem_operator.handlers import running, starting, stopping, uploads
+from golem_operator.handlers import networking, running, starting, stopping, uploads
 from golem_operator.handlers.daemons import Daemon
 from golem_operator.handlers.exposure import Exposure
 from golem_operator.handlers.instances import InstanceObjects
@@ -157,6 +158,12 @@ class ServiceWorker:
         self._demand_spec: GolemServiceSpec | None = None
         #: The last failed registry query: (query, next try, backoff seconds, message).
         self._image_retry: tuple[ImageQuery, datetime, float, str] | None = None
+        #: The network of spec.network once recorded in status (and found on the daemon
+        #: after a restart): only then do instances join it.
+        self.network_ready: NetworkStatus | None = None
+        #: Instances whose provider node is leaving the VPN.
+        self.vpn_leaving: set[str] = set()
+        self._vpn_locks: dict[tuple[str, str], asyncio.Lock] = {}
         config = engine.config
         #: spec.ports: the proxy's listeners, the Kubernetes Service and its EndpointSlice.
         self.exposure = Exposure(
@@ -403,6 +410,8 @@ class ServiceWorker:
             status.allocation_id
             or status.allocation_pending
             or status.demand_id
+            or status.network
+            or status.retired_networks
             or any(i.agreement_id or i.activity_id for i in status.instances)
         )
 
@@ -480,9 +489,72 @@ class ServiceWorker:
             with contextlib.suppress(GolemNotFound, GolemGone):
                 await client.market.unsubscribe_demand(demand_id)
         self.status.demand_id = None
+        await self._adopt_network()
         # reconcile publishes the demand once the image is resolved.
         for instance in self.status.instances:
             self._ensure_driver(instance)
+
+    async def _adopt_network(self) -> None:
+        """The network status records is relied on once the daemon still has it; one that is
+        gone (a daemon reset) is forgotten, and reconcile creates another."""
+        assert self.daemon is not None
+        network = self.status.network
+        if network is None:
+            return
+        try:
+            await self.daemon.client.net.get_network(network.id)
+        except networking.NETWORK_GONE:
+            self.network_lost(network.id)
+            return
+        self.network_ready = network
+
+    def network_lost(self, network_id: str) -> None:
+        """The daemon no longer has a recorded network: forget it (another is created)."""
+        if self.status.network is not None and self.status.network.id == network_id:
+            message = f"network {network_id} ({self.status.network.cidr}) is gone from the daemon"
+            self.log.warning("%s; creating another", message)
+            self.post_event("NetworkLost", message, warning=True)
+        tx.forget_network(self.status, network_id)
+        if self.network_ready is not None and self.network_ready.id == network_id:
+            self.network_ready = None
+        self.writer.changed()
+        self.wake.set()
+
+    def vpn_lock(self, network_id: str, provider_id: str) -> asyncio.Lock:
+        return self._vpn_locks.setdefault((network_id, provider_id), asyncio.Lock())
+
+    async def _ensure_network(self) -> None:
+        """Bring the recorded networks to spec.network (none while deleting): retire the
+        current one when it is no longer wanted, delete retired ones no live instance is in,
+        and create the wanted one, recorded (and written) before any instance joins it."""
+        assert self.daemon is not None and self.spec is not None
+        wanted = None if self.deleting or self.spec.network is None else self.spec.network.cidr
+        decided = vpn_rules.plan_network(
+            wanted, self.status.network, self.status.retired_networks, self.status.instances
+        )
+        net = self.daemon.client.net
+        if decided.retire:
+            self.network_ready = None
+            tx.retire_network(self.status)
+            self.writer.changed()
+            # Written before another is created: its id must not be lost to the new record.
+            await self.writer.flush()
+        for network_id in decided.delete:
+            with contextlib.suppress(*networking.NETWORK_GONE):
+                await net.delete_network(network_id)
+            tx.forget_network(self.status, network_id)
+            self.writer.changed()
+            self.log.info("network %s deleted", network_id)
+            self.post_event("NetworkDeleted", f"network {network_id} deleted")
+        if decided.create is not None:
+            cidr = vpn_rules.network_of(decided.create)
+            created = await net.create_network(str(cidr.network_address), str(cidr.netmask))
+            tx.record_network(self.status, created.id, decided.create)
+            self.writer.changed()
+            await self.writer.flush()
+            self.network_ready = self.status.network
+            self.log.info("network %s created on %s", created.id, decided.create)
+            self.post_event("NetworkCreated", f"network {created.id} on {decided.create}")
 
     async def _recover_allocation(self) -> None:
         """An allocation was being created when the operator stopped: find it by its mark,
@@ -713,6 +785,7 @@ class ServiceWorker:
                 image_problem = (error.reason, str(error))
         if not self.deleting:
             await self._ensure_allocation()
+        await self._ensure_network()
         current = revision(spec)
         actions = planning.plan(
             replicas=spec.replicas,
@@ -794,6 +867,12 @@ class ServiceWorker:
             self.problem = image_problem
         if self.start_blocked and not self.deleting:
             self.problem = ("UploadSourceInvalid", self.start_blocked)
+        too_small = self._network_shortfall()
+        if too_small is not None and not self.deleting:
+            if previous != too_small:
+                self.log.warning("%s: %s", *too_small)
+                self.engine.kube.event_soon(self.ref, *too_small, warning=True)
+            self.problem = too_small
         proxy, ports_problem = await self.exposure.sync(
             spec.ports, self.uid, withdraw=self.deleting, write=not self.orphaned
         )
@@ -815,6 +894,16 @@ class ServiceWorker:
         for instance in self.status.instances:
             self._ensure_driver(instance)
         self._summarize()
+
+    def _network_shortfall(self) -> tuple[str, str] | None:
+        """spec.network too small for replicas + maxSurge instances at once."""
+        spec = self.spec
+        if spec is None or spec.network is None:
+            return None
+        why = vpn_rules.shortfall(
+            spec.network.cidr, spec.replicas, rollout.Strategy.of(spec).max_surge
+        )
+        return ("NetworkTooSmall", why) if why is not None else None
 
     def _write_problem(self) -> tuple[str, str] | None:
         """Status writes that keep failing: shown as Degraded (where it can still be written)
@@ -1147,6 +1236,10 @@ class ServiceWorker:
             self.log.warning("%s: %s", instance.name, text)
             self.event(instance, "InvoiceMissing", text, warning=True)
         crashpoint("deletion-releasing")
+        # The network goes before the finalizer (no instance is in it any more).
+        await self._ensure_network()
+        if self.status.network is not None or self.status.retired_networks:
+            return False
         if self.market is not None:
             await self.market.close(unsubscribe=True)
             self.market = None

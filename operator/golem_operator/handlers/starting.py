@@ -26,7 +26,7 @@ from golem_operator.golem import (
     GolemUnauthorized,
     GolemUnavailable,
 )
-from golem_operator.handlers import uploads
+from golem_operator.handlers import networking, uploads
 from golem_operator.handlers.host import InstanceHost
 from golem_operator.requestor.market import NegotiationFailed
 from golem_operator.requestor.scripts import run_script
@@ -114,6 +114,14 @@ async def acquire(worker: InstanceHost, instance: Instance) -> None:
     if worker.start_blocked is not None:
         worker.start_blocked = None
         worker.wake.set()
+    # With spec.network: the network recorded and an ordinal taken before anything is rented.
+    waiting = networking.reserve(worker, instance)
+    if waiting is not None:
+        if instance.message != waiting:
+            instance.message = waiting[: tx.MESSAGE_CAP]
+            worker.touch(instance)
+        await worker.sleep_or_stop(instance.name, 2.0)
+        return
     candidates = market.candidates(worker.avoided(), worker.provider_load())
     # Money first: sign nothing that could take the service over its budget.
     budget = worker.budget()
@@ -255,6 +263,11 @@ async def start(worker: InstanceHost, instance: Instance) -> None:
             avoid=False,
         )
         return
+    try:
+        deploy = await networking.join(worker, instance)
+    except networking.NetworkUnavailable as unavailable:
+        await fail_start(worker, instance, str(unavailable), avoid=False)
+        return
     # Not written before the activity is created: after a crash, an instance on record with
     # an approved agreement and no activity id may own an activity (see acquire), so its
     # agreement is ended rather than reused. Starting and the activity id go in one write.
@@ -280,7 +293,13 @@ async def start(worker: InstanceHost, instance: Instance) -> None:
         return
     try:
         result, downloads = await run_script(
-            client, activity_id, commands, contents, spec.lifecycle.start.timeout_seconds, "start"
+            client,
+            activity_id,
+            commands,
+            contents,
+            spec.lifecycle.start.timeout_seconds,
+            "start",
+            deploy=deploy,
         )
     except GolemNotFound as gone:
         await fail_start(worker, instance, f"start script failed: start script: {gone.message}")
@@ -307,7 +326,8 @@ async def fail_start(
 
 
 async def release(worker: InstanceHost, instance: Instance, reason: str) -> None:
-    """Destroy the activity and end the agreement; only "already gone" counts as done.
+    """Leave the VPN, destroy the activity and end the agreement; only "already gone" counts
+    as done.
 
     Any other answer (5xx, a timeout, the daemon down) propagates: the driver retries with
     backoff and the instance stays in its state, its ids recorded, until the agreement ended.
@@ -316,6 +336,7 @@ async def release(worker: InstanceHost, instance: Instance, reason: str) -> None
     """
     assert worker.daemon is not None
     client = worker.daemon.client
+    await networking.leave(worker, instance)
     if instance.activity_id:
         try:
             await client.activity.destroy_activity(instance.activity_id, timeout=10.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from golem_operator.api.spec import Command
 from golem_operator.api.status import Download, RunResult
@@ -81,13 +82,15 @@ async def run_script(
     contents: dict[int, bytes],
     timeout_seconds: float,
     phase: str,
+    deploy: dict[str, Any] | None = None,
 ) -> tuple[RunResult, list[Download]]:
-    """Compile, run and summarise one lifecycle script (start, run or stop).
+    """Compile, run and summarise one lifecycle script (start, run or stop); `deploy` is the
+    body of its deploy command (the service's VPN).
 
     A daemon outage or refused key and a gone activity (GolemNotFound) propagate: the caller
     decides what they mean in its phase. Every other failure is in the returned result.
     """
-    batch = compile_script(commands, contents)
+    batch = compile_script(commands, contents, deploy)
     failure = ""
     try:
         outcomes = await run_batch(client, activity_id, batch, timeout_seconds, phase=phase)
