@@ -9,6 +9,7 @@ requestor removed is cut off until it is added again.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -105,8 +106,11 @@ async def test_activities_of_one_network_reach_each_other_by_address_and_name(
 ) -> None:
     network = await create_network(yagna, "192.168.60.0")
     hosts = {"alpha": "192.168.60.2", "beta": "192.168.60.3"}
-    alpha, alpha_node = await deployed(yagna, network, "192.168.60.2", "alpha", hosts, "prov-1")
-    beta, _ = await deployed(yagna, network, "192.168.60.3", "beta", hosts, "prov-2")
+    # Deployed at the same time: both join the one bridge of the network.
+    (alpha, alpha_node), (beta, _) = await asyncio.gather(
+        deployed(yagna, network, "192.168.60.2", "alpha", hosts, "prov-1"),
+        deployed(yagna, network, "192.168.60.3", "beta", hosts, "prov-2"),
+    )
 
     # Each way, by host name and by address.
     assert await fetch_when_up(yagna, beta, f"http://alpha:{PORT}/") == "alpha"

@@ -117,7 +117,11 @@ def build_demand(
         f"(golem.com.payment.platform.{platform}.address=*)",
         "(golem.com.pricing.model=linear)",
     ]
-    constraints += [f"(golem.runtime.capabilities={cap})" for cap in payload.capabilities]
+    capabilities = list(payload.capabilities)
+    if spec.network is not None and VPN_CAPABILITY not in capabilities:
+        # Only a provider whose runtime joins VPNs can deploy an instance into the network.
+        capabilities.append(VPN_CAPABILITY)
+    constraints += [f"(golem.runtime.capabilities={cap})" for cap in capabilities]
     if decorations is not None:
         extra_props, extra_constraints = decorations
         properties.update(extra_props)
@@ -173,13 +177,12 @@ def evaluate_offer(
     avoided: set[str],
 ) -> Choice | Refusal:
     """Accept an offer for negotiation, or say why not."""
-    providers = spec.market.providers
-    if providers.allow and not _listed(offer, providers.allow):
-        return Refusal(offer, "provider not in market.providers.allow")
-    if _listed(offer, providers.deny):
-        return Refusal(offer, "provider in market.providers.deny")
-    if offer.provider_id in avoided:
-        return Refusal(offer, "provider failed recently for this service")
+    return screen(price_offer(offer, spec), spec, avoided)
+
+
+def price_offer(offer: OfferView, spec: GolemServiceSpec) -> Choice | Refusal:
+    """The offer's price judged against the spec's caps: what depends on the offer and the
+    spec alone, so a market can keep it for as long as both stay (see rank)."""
     try:
         price = LinearPrice.from_offer(offer.properties)
     except (ValueError, ArithmeticError) as error:
@@ -187,21 +190,56 @@ def evaluate_offer(
     violation = price_caps(spec).violation(price)
     if violation:
         return Refusal(offer, violation)
-    duration = agreement_seconds(spec)
-    return Choice(offer, price, price.max_cost(duration))
+    return Choice(offer, price, price.max_cost(agreement_seconds(spec)))
+
+
+def pricing_terms(spec: GolemServiceSpec) -> tuple[PriceCaps, Decimal]:
+    """What price_offer's verdicts depend on in the spec: they stay valid while it does."""
+    return price_caps(spec), agreement_seconds(spec)
+
+
+def screen(
+    verdict: Choice | Refusal, spec: GolemServiceSpec, avoided: set[str]
+) -> Choice | Refusal:
+    """A priced offer, refused if its provider is not allowed, denied or avoided."""
+    offer = verdict.offer
+    providers = spec.market.providers
+    if providers.allow and not _listed(offer, providers.allow):
+        return Refusal(offer, "provider not in market.providers.allow")
+    if _listed(offer, providers.deny):
+        return Refusal(offer, "provider in market.providers.deny")
+    if offer.provider_id in avoided:
+        return Refusal(offer, "provider failed recently for this service")
+    return verdict
+
+
+def rank(verdicts: list[Choice | Refusal]) -> list[Choice | Refusal]:
+    """Priced offers cheapest first (by the most they could cost), refused ones after."""
+    chosen = [v for v in verdicts if isinstance(v, Choice)]
+    chosen.sort(key=lambda c: (c.max_cost, c.offer.provider_name, c.offer.proposal_id))
+    return [*chosen, *(v for v in verdicts if isinstance(v, Refusal))]
+
+
+def choose_ranked(
+    ranked: list[Choice | Refusal], spec: GolemServiceSpec, *, avoided: set[str]
+) -> tuple[list[Choice], list[Refusal]]:
+    """Acceptable offers of a ranked list (see rank), in its order, and the refused ones."""
+    chosen: list[Choice] = []
+    refused: list[Refusal] = []
+    for verdict in ranked:
+        verdict = screen(verdict, spec, avoided)
+        if isinstance(verdict, Choice):
+            chosen.append(verdict)
+        else:
+            refused.append(verdict)
+    return chosen, refused
 
 
 def choose_offers(
     offers: list[OfferView], spec: GolemServiceSpec, *, avoided: set[str]
 ) -> tuple[list[Choice], list[Refusal]]:
     """Acceptable offers cheapest first (by the most they could cost), and the refused ones."""
-    chosen: list[Choice] = []
-    refused: list[Refusal] = []
-    for offer in offers:
-        verdict = evaluate_offer(offer, spec, avoided=avoided)
-        (chosen if isinstance(verdict, Choice) else refused).append(verdict)  # type: ignore[arg-type]
-    chosen.sort(key=lambda c: (c.max_cost, c.offer.provider_name, c.offer.proposal_id))
-    return chosen, refused
+    return choose_ranked(rank([price_offer(o, spec) for o in offers]), spec, avoided=avoided)
 
 
 def next_instance_cost(spec: GolemServiceSpec, cheapest_seen: Decimal | None) -> Decimal:
@@ -226,6 +264,10 @@ AVOID_FOR = timedelta(minutes=10)
 # --- when the demand is published again ------------------------------------------------------
 
 
+#: The runtime capability of providers that can join a requestor's VPN.
+VPN_CAPABILITY = "vpn"
+
+
 def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
     """The part of a spec that the published demand says (see build_demand), in wire form.
 
@@ -233,7 +275,7 @@ def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
     out: they change which offers are taken, never what the demand asks for, so a change to
     them (a `kubectl scale` above all) keeps the demand and the offers it has collected.
     agreementDuration is in: it sets the demand's expiration. golemRef is in: the demand lives
-    on that daemon.
+    on that daemon. Whether the service has a network is in: it asks for the vpn capability.
     """
     market = spec.market
     return {
@@ -246,6 +288,7 @@ def demand_terms(spec: GolemServiceSpec) -> dict[str, Any]:
         "golemRef": spec.golem_ref.model_dump(mode="json", by_alias=True)
         if spec.golem_ref
         else None,
+        "vpn": spec.network is not None,
     }
 
 

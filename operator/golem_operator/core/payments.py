@@ -9,6 +9,7 @@ a crash is found again by the mark it was created with (``allocation_mark``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation, localcontext
@@ -105,6 +106,30 @@ class LinearPrice:
         seconds = max(seconds, Decimal(0))
         with localcontext(MONEY):
             return self.start + seconds * (self.env_per_sec + self.cpu_per_sec * self.cpu_threads)
+
+
+def most_cost(price: Price, seconds: Decimal) -> Decimal:
+    """The most an agreement at a recorded price can cost after `seconds` (see max_cost).
+
+    Asked for every instance whenever the budget is judged, i.e. for each Pending instance:
+    the result is kept per (price, seconds), which a service's instances mostly share.
+    """
+    return _most_cost(
+        price.start, price.cpu_per_hour, price.env_per_hour, price.cpu_threads, seconds
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _most_cost(
+    start: str, cpu_per_hour: str, env_per_hour: str, threads: int, seconds: Decimal
+) -> Decimal:
+    price = LinearPrice(
+        start=Decimal(start),
+        cpu_per_sec=Decimal(cpu_per_hour) / HOUR,
+        env_per_sec=Decimal(env_per_hour) / HOUR,
+        cpu_threads=threads,
+    )
+    return price.max_cost(seconds)
 
 
 @dataclass(frozen=True)

@@ -447,10 +447,16 @@ def take_ordinal(instance: Instance, instances: list[Instance], limit: int) -> b
     return True
 
 
-def join_network(instance: Instance, service: str, network: NetworkStatus) -> None:
+def join_network(
+    instance: Instance, instances: list[Instance], service: str, network: NetworkStatus
+) -> None:
     """An instance with an ordinal joins the network: its host name and address (recorded
-    before its provider node is added there)."""
+    before its provider node is added there). A lower ordinal freed since it took its own
+    (an instance that was stopping has ended) is taken instead: names stay low and dense."""
     assert instance.ordinal is not None
+    lower = vpn.free_ordinal(instances, instance.ordinal)
+    if lower is not None:
+        instance.ordinal = lower
     instance.network_id = network.id
     instance.hostname = vpn.hostname(service, instance.ordinal)
     instance.vpn_address = vpn.address(network.cidr, instance.ordinal)

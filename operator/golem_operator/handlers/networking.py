@@ -72,7 +72,7 @@ async def join(worker: InstanceHost, instance: Instance) -> dict[str, Any] | Non
     assert worker.daemon is not None and instance.provider is not None
     if instance.ordinal is None and reserve(worker, instance) is not None:
         raise NetworkUnavailable(f"no free address in spec.network.cidr {network.cidr}")
-    tx.join_network(instance, worker.name, network)
+    tx.join_network(instance, worker.status.instances, worker.name, network)
     assert instance.vpn_address is not None
     # On record before the node is added: a restarted operator knows what to remove.
     await worker.persist(instance)

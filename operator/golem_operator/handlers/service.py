@@ -50,6 +50,7 @@ from golem_operator.core.payments import (
     check_payable,
     find_marked,
     life_seconds,
+    most_cost,
 )
 from golem_operator.core.redaction import Redactor
 from golem_operator.core.revision import revision
@@ -112,6 +113,9 @@ class ServiceWorker:
         self.status.instances = []
         self.loaded = False
         self._summary_stale = True
+        self._index: dict[str, Instance] = {}
+        self._indexed: list[Instance] | None = None
+        self._indexed_length = 0
         self.deleting = False
         #: The object is gone (no finalizer ran): settling without writing status.
         self.orphaned = False
@@ -968,7 +972,7 @@ class ServiceWorker:
         duration = agreement_seconds(self.spec)
         for instance in self.status.instances:
             if instance.price is not None and not instance.settled:
-                most = LinearPrice.from_status(instance.price).max_cost(duration)
+                most = most_cost(instance.price, duration)
                 committed += max(most - Decimal(instance.spent), Decimal(0))
         committed += sum(self.reserved.values(), Decimal(0))
         cheapest = self.market.cheapest_seen if self.market else None
@@ -991,10 +995,13 @@ class ServiceWorker:
     # --- instances ------------------------------------------------------------------------
 
     def instance(self, name: str) -> Instance | None:
-        for instance in self.status.instances:
-            if instance.name == name:
-                return instance
-        return None
+        # Indexed while the list stays the same object at the same length: instances are only
+        # appended to it, or the list is replaced (see _prune).
+        instances = self.status.instances
+        if self._indexed is not instances or self._indexed_length != len(instances):
+            self._index = {i.name: i for i in instances}
+            self._indexed, self._indexed_length = instances, len(instances)
+        return self._index.get(name)
 
     def _ensure_driver(self, instance: Instance) -> None:
         task = self.drivers.get(instance.name)

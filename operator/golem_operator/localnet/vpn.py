@@ -205,6 +205,7 @@ class Vpn(Part):
         super().__init__(runtime)
         self.networks: dict[str, VpnNetwork] = {}
         self.tunnels = 0
+        self._segments_lock = asyncio.Lock()
 
     async def close(self) -> None:
         for network in self.networks.values():
@@ -345,7 +346,12 @@ class Vpn(Part):
             await _run_in_netns(segment.pid, [ip, "link", "set", port.name, "master", BRIDGE])
 
     async def _segment(self, network: VpnNetwork) -> Segment:
-        """The network's namespace and bridge, made on the first deploy into it."""
+        """The network's namespace and bridge, made on the first deploy into it (once, also
+        when activities deploy into it at the same time)."""
+        async with self._segments_lock:
+            return await self._make_segment(network)
+
+    async def _make_segment(self, network: VpnNetwork) -> Segment:
         if network.segment is not None and network.segment.holder.running:
             return network.segment
         holder = ChildProcess.spawn(

@@ -29,10 +29,14 @@ from golem_operator.api.spec import GolemServiceSpec, parse_duration
 from golem_operator.core.market import (
     Choice,
     OfferView,
+    Refusal,
     Starvation,
-    choose_offers,
+    choose_ranked,
     demand_refresh_due,
     draft_problem,
+    price_offer,
+    pricing_terms,
+    rank,
 )
 from golem_operator.golem import (
     GolemClient,
@@ -87,6 +91,12 @@ class ServiceMarket:
         self._demand = demand
         self._spec = spec
         self._offers: dict[str, Proposal] = {}  # provider id -> latest Initial proposal
+        #: The offers priced and ranked (core.market.rank), kept while the offers and the
+        #: spec's pricing terms stay: every Pending instance asks for candidates, and pricing
+        #: a thousand offers for each of a thousand instances is what a burst cannot afford.
+        self._ranked: list[Choice | Refusal] | None = None
+        self._priced: dict[str, Choice | Refusal] = {}  # proposal id -> price_offer's verdict
+        self._priced_terms: object = None
         self._drafts: dict[str, asyncio.Future[Proposal]] = {}  # our counter id -> their draft
         self._changed = asyncio.Event()
         self._claimed: set[str] = set()  # providers being negotiated with right now
@@ -157,7 +167,7 @@ class ServiceMarket:
                 elif isinstance(event, ProposalRejectedEvent):
                     for provider, proposal in list(self._offers.items()):
                         if proposal.proposal_id == event.proposal_id:
-                            del self._offers[provider]
+                            self._forget(provider)
                     draft = self._drafts.pop(event.proposal_id, None)
                     if draft is not None and not draft.done():
                         reason = event.reason.message if event.reason else "rejected"
@@ -177,6 +187,22 @@ class ServiceMarket:
             return
         if proposal.state == "Initial" or proposal.prev_proposal_id is None:
             self._offers[proposal.issuer_id] = proposal
+            self._ranked = None
+
+    def _forget(self, provider: str) -> None:
+        """Drop a provider's offer; the ranking keeps its order without it."""
+        proposal = self._offers.pop(provider)
+        if self._ranked is not None:
+            self._ranked = [v for v in self._ranked if v.offer.proposal_id != proposal.proposal_id]
+
+    @staticmethod
+    def _view(proposal: Proposal) -> OfferView:
+        return OfferView(
+            proposal_id=proposal.proposal_id,
+            provider_id=proposal.issuer_id,
+            provider_name=str(proposal.properties.get("golem.node.id.name", "")),
+            properties=proposal.properties,
+        )
 
     @property
     def demand(self) -> tuple[dict[str, object], str]:
@@ -187,19 +213,23 @@ class ServiceMarket:
         now = asyncio.get_running_loop().time()
         if self._refreshing or now - self._opened < OFFER_WINDOW:
             return []  # let the first offers arrive, so that the cheapest can win
-        views = [
-            OfferView(
-                proposal_id=p.proposal_id,
-                provider_id=provider,
-                provider_name=str(p.properties.get("golem.node.id.name", "")),
-                properties=p.properties,
-            )
-            for provider, p in self._offers.items()
-            if provider not in self._claimed
-        ]
-        chosen, refused = choose_offers(views, self._spec(), avoided=avoided)
+        spec = self._spec()
+        terms = pricing_terms(spec)
+        if terms != self._priced_terms:
+            self._priced, self._priced_terms, self._ranked = {}, terms, None
+        if self._ranked is None:
+            priced: dict[str, Choice | Refusal] = {}
+            for proposal in self._offers.values():
+                verdict = self._priced.get(proposal.proposal_id)
+                if verdict is None:
+                    verdict = price_offer(self._view(proposal), spec)
+                priced[proposal.proposal_id] = verdict
+            self._priced, self._ranked = priced, rank(list(priced.values()))
+        claimed = self._claimed
+        open_offers = [v for v in self._ranked if v.offer.provider_id not in claimed]
+        chosen, refused = choose_ranked(open_offers, spec, avoided=avoided)
         self.last_refusals = [
-            f"{r.offer.provider_name or r.offer.provider_id}: {r.reason}" for r in refused
+            f"{r.offer.provider_name or r.offer.provider_id}: {r.reason}" for r in refused[:3]
         ]
         if chosen:
             self._starved_since = None
@@ -267,6 +297,7 @@ class ServiceMarket:
             self._demand = (properties, constraints)
             self._subscribed_at = now
             self._offers.clear()
+            self._ranked = None
             self._early_drafts.clear()
             self._starved_since = None
             self._last_starved = None
@@ -347,7 +378,7 @@ class ServiceMarket:
         """Forget a provider's offer once used (a newer one it sent meanwhile stays)."""
         offer = self._offers.get(provider)
         if offer is not None and offer.proposal_id == proposal_id:
-            del self._offers[provider]
+            self._forget(provider)
 
 
 def _never_sent(error: GolemError) -> bool:

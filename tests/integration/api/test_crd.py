@@ -117,6 +117,12 @@ def test_update_strategies_are_accepted(
     assert result.returncode == 0, result.stderr
 
 
+def test_a_service_network_is_accepted(control_plane: ControlPlane, namespace: str) -> None:
+    for cidr in ("192.168.0.0/24", "10.0.0.0/8", "10.1.2.4/30"):
+        result = apply_dry_run(control_plane, namespace, with_change("network", {"cidr": cidr}))
+        assert result.returncode == 0, (cidr, result.stderr)
+
+
 def test_ports_with_a_network_are_accepted_and_default_to_tcp(
     control_plane: ControlPlane, namespace: str
 ) -> None:
@@ -335,6 +341,22 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         with_change("golemRef", {"urlKey": "u"}),
         "spec.golemRef.secretName",
     ),
+    (
+        "network cidr with host bits",
+        with_change("network", {"cidr": "192.168.0.1/24"}),
+        "spec.network.cidr: Invalid value: network.cidr must be an IPv4 network address",
+    ),
+    (
+        "network cidr not IPv4",
+        with_change("network", {"cidr": "300.168.0.0/24"}),
+        "spec.network.cidr",
+    ),
+    (
+        "network too small for an instance",
+        with_change("network", {"cidr": "10.0.0.0/31"}),
+        "spec.network.cidr: Invalid value: network.cidr prefix must be /8 to /30",
+    ),
+    ("network without cidr", with_change("network", {}), "spec.network.cidr"),
     (
         "ports without a network",
         with_change("ports", [{"name": "http", "port": 80}]),

@@ -25,6 +25,8 @@ def test_create_runs_every_replica_and_the_start_script(service: Service) -> Non
         )
 
     service.wait("run output in status", stats, 30)
+    # The summary follows the instance objects within a status write interval.
+    service.wait("readyReplicas 2", lambda: service.status.get("readyReplicas") == 2, 15)
     status = service.status
     assert status["readyReplicas"] == 2 and status["replicas"] == 2
     assert status["phase"] == "Running"

@@ -17,7 +17,10 @@ from golem_operator.api.status import GolemServiceStatus, Instance, NetworkStatu
 from golem_operator.api.status import InstanceState as S
 from golem_operator.core import network as vpn
 from golem_operator.core import transactions as tx
+from golem_operator.core.images import ResolvedImage
+from golem_operator.core.market import build_demand, demand_changed
 from golem_operator.core.revision import revision
+from golem_operator.core.scripts import compile_script
 
 CIDR = "192.168.0.0/24"
 
@@ -51,18 +54,30 @@ def test_a_replacement_takes_over_the_failed_instances_name_and_address() -> Non
     network = NetworkStatus(id="n1", cidr=CIDR)
     for instance in (first, second):
         assert tx.take_ordinal(instance, status.instances, vpn.capacity(CIDR))
-        tx.join_network(instance, "web", network)
+        tx.join_network(instance, status.instances, "web", network)
     assert (first.ordinal, first.hostname, first.vpn_address) == (0, "web-0", "192.168.0.2")
     assert (second.ordinal, second.hostname, second.vpn_address) == (1, "web-1", "192.168.0.3")
     # The first fails and ends; its successor gets its ordinal, so its name and address.
     tx.mark_terminated(first, T0)
     successor = tx.add_instance(status, "web", T0)
     assert tx.take_ordinal(successor, status.instances, vpn.capacity(CIDR))
-    tx.join_network(successor, "web", network)
+    tx.join_network(successor, status.instances, "web", network)
     assert (successor.hostname, successor.vpn_address) == ("web-0", "192.168.0.2")
     # Taking again keeps what it has.
     assert tx.take_ordinal(successor, status.instances, vpn.capacity(CIDR))
     assert successor.ordinal == 0
+
+
+def test_joining_takes_a_lower_ordinal_freed_since_it_was_reserved() -> None:
+    status = GolemServiceStatus()
+    stopping = tx.add_instance(status, "web", T0)
+    stopping.ordinal, stopping.state = 0, S.STOPPING
+    replacement = tx.add_instance(status, "web", T0)
+    assert tx.take_ordinal(replacement, status.instances, 10)
+    assert replacement.ordinal == 1  # 0 is still held while its instance stops
+    tx.mark_terminated(stopping, T0)
+    tx.join_network(replacement, status.instances, "web", NetworkStatus(id="n1", cidr=CIDR))
+    assert (replacement.ordinal, replacement.hostname) == (0, "web-0")
 
 
 def test_take_ordinal_refuses_when_the_network_is_full() -> None:
@@ -192,3 +207,32 @@ def test_the_network_is_part_of_the_revision_only_when_set() -> None:
     )
     text = json.dumps(before, sort_keys=True, separators=(",", ":"))
     assert revision(plain) == hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def test_the_deploy_command_carries_the_vpn_body() -> None:
+    script = make_spec().lifecycle.start.full_script()
+    body = {"net": [{"id": "n1", "nodeIp": "192.168.0.2"}], "hosts": {"web-0": "192.168.0.2"}}
+    batch = compile_script(script, deploy=body)
+    assert batch.commands[0] == {"deploy": body}
+    assert compile_script(script).commands[0] == {"deploy": {}}
+
+
+def test_a_service_with_a_network_asks_for_providers_that_join_vpns() -> None:
+    plain = make_spec()
+    with_network = make_spec(network={"cidr": CIDR})
+    constraint = "(golem.runtime.capabilities=vpn)"
+    assert constraint in demand_of(with_network).constraints
+    assert constraint not in demand_of(plain).constraints
+    # Asked once, also when the payload names it already.
+    named = make_spec(
+        network={"cidr": CIDR}, payload={"image": {"tag": "a/b:c"}, "capabilities": ["vpn"]}
+    )
+    assert demand_of(named).constraints.count(constraint) == 1
+    # Adding or removing the network changes what the demand says; another cidr does not.
+    assert demand_changed(plain, with_network)
+    assert not demand_changed(with_network, make_spec(network={"cidr": "10.0.0.0/16"}))
+
+
+def demand_of(spec: Any) -> Any:
+    image = ResolvedImage(hash="a" * 56, url="http://127.0.0.1/image")
+    return build_demand(spec, image=image, now=T0, node_name="ns/web")

@@ -18,6 +18,7 @@ from golem_operator.core.payments import (
     PriceCaps,
     Verdict,
     check_payable,
+    most_cost,
 )
 
 CPU = "golem.usage.cpu_sec"
@@ -331,3 +332,23 @@ def test_accepted_increments_never_exceed_the_budget(
                 assert verdict.increment == 0
             assert total <= budget
         assert total == sum(accepted)
+
+
+@settings(max_examples=60)
+@given(
+    start=st.decimals(0, 10, places=4),
+    cpu=st.decimals(0, 10, places=4),
+    env=st.decimals(0, 10, places=4),
+    threads=st.integers(1, 64),
+    seconds=st.integers(-10, 10**6),
+)
+def test_most_cost_of_a_recorded_price_is_its_max_cost(
+    start: Decimal, cpu: Decimal, env: Decimal, threads: int, seconds: int
+) -> None:
+    # Kept per (price, seconds): asked twice, the same as pricing the record afresh.
+    price = Price.model_validate(
+        {"start": str(start), "cpuPerHour": str(cpu), "envPerHour": str(env), "cpuThreads": threads}
+    )
+    expected = LinearPrice.from_status(price).max_cost(Decimal(seconds))
+    assert most_cost(price, Decimal(seconds)) == expected
+    assert most_cost(price, Decimal(seconds)) == expected

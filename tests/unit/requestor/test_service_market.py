@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golem_operator.api.spec import GolemServiceSpec
-from golem_operator.core.market import REFRESH_AFTER
+from golem_operator.core.market import REFRESH_AFTER, choose_offers
 from golem_operator.golem import GolemServerError, GolemTimeout, Proposal, ProposalEvent
 from golem_operator.requestor.market import NegotiationFailed, ServiceMarket
 
@@ -209,4 +209,48 @@ async def test_only_offers_never_sent_survive_failed_negotiations(outcomes: list
             await market.negotiate(choice, datetime.now(UTC) + timedelta(hours=1))
     left = {c.offer.provider_id for c in market.candidates(set(), {})}
     assert left == {f"p{n}" for n, o in enumerate(outcomes) if o == "never-sent"}
+    await market.close(unsubscribe=False)
+
+
+def priced_offer(provider: str, proposal_id: str, start: float) -> Proposal:
+    proposal = offer(provider, proposal_id)
+    proposal.properties["golem.com.pricing.model.linear.coeffs"] = [0.0001, 0.0001, start]
+    return proposal
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("offer"), st.integers(0, 5), st.integers(1, 9)),
+            st.tuples(st.just("spend"), st.integers(0, 5), st.just(0)),
+            st.tuples(st.just("cap"), st.integers(1, 9), st.just(0)),
+        ),
+        max_size=25,
+    )
+)
+async def test_kept_rankings_choose_as_pricing_every_offer_afresh_would(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    # Offers are priced once and their ranking kept across calls: what candidates returns must
+    # still be what the pure chooser makes of the offers held right now, under the current spec.
+    spec = SPEC
+    market, _ = await open_market([])
+    market._spec = lambda: spec
+    serial = 0
+    for kind, a, b in steps:
+        if kind == "offer":
+            serial += 1
+            market._on_proposal(priced_offer(f"p{a}", f"R-{serial}", b / 1000))
+        elif kind == "spend" and f"p{a}" in market._offers:
+            market._spend(f"p{a}", market._offers[f"p{a}"].proposal_id)
+        elif kind == "cap":
+            spec = spec.model_copy(
+                update={"market": spec.market.model_copy(update={"max_start_price": str(a / 1000)})}
+            )
+        got = market.candidates({"p5"}, {})
+        views = [ServiceMarket._view(p) for p in market._offers.values()]
+        expected, _ = choose_offers(views, spec, avoided={"p5"})
+        assert [c.offer.proposal_id for c in got] == [c.offer.proposal_id for c in expected]
+        assert [c.max_cost for c in got] == [c.max_cost for c in expected]
     await market.close(unsubscribe=False)
