@@ -76,8 +76,9 @@ class Port:
 class Segment:
     """The network namespace of one network and the bridge in it, with a port per activity.
 
-    Kept alive by an idle process made by `unshare --net` (no path under /run): killing it
-    ends the namespace, its bridge and every veth pair of it (the sandboxes' ends go too).
+    Kept alive by an idle process made by `unshare --net` (no path under /run), killed with the
+    server (parent-death signal): killing it ends the namespace, its bridge and every veth
+    pair of it (the sandboxes' ends go too).
     """
 
     holder: ChildProcess
@@ -354,10 +355,12 @@ class Vpn(Part):
     async def _make_segment(self, network: VpnNetwork) -> Segment:
         if network.segment is not None and network.segment.holder.running:
             return network.segment
+        # Killed with the server however it ends (as the sandboxes' --die-with-parent).
         holder = ChildProcess.spawn(
-            [host_tool("unshare"), "--net", "--", host_tool("sleep"), "infinity"],
+            [host_tool("setpriv"), "--pdeathsig", "KILL", "--",
+             host_tool("unshare"), "--net", "--", host_tool("sleep"), "infinity"],
             {"PATH": DEFAULT_PATH},
-        )
+        )  # fmt: skip
         try:
             await _wait_own_netns(holder)
             ip = host_tool("ip")
