@@ -6,6 +6,7 @@ SecretStr: it never appears in reprs, logs or errors.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -55,6 +56,13 @@ class OperatorConfig:
     #: Seconds between two writes of an instance's routine run-script result (same outcome
     #: as the last one written): a failure, a recovery or a state change is written at once.
     run_result_interval: float = 15.0
+    #: The operator's own address: spec.ports listeners bind to it and the EndpointSlices
+    #: of the services name it (the pod IP, from the downward API, in a cluster).
+    pod_ip: str = "127.0.0.1"
+    #: Seconds the proxy waits for one instance's TCP tunnel to open before trying another.
+    proxy_connect_timeout: float = 10.0
+    #: Seconds a proxied connection may carry no byte either way before it is closed (0: never).
+    proxy_idle_timeout: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -110,6 +118,18 @@ class OperatorConfig:
             raise ConfigError(
                 f"GOLEM_OPERATOR_IMAGE_REGISTRY: expected an http(s) URL, got {registry!r}"
             )
+        pod_ip = env.get("GOLEM_OPERATOR_POD_IP", "").strip() or cls.pod_ip
+        try:
+            ipaddress.ip_address(pod_ip)
+        except ValueError:
+            raise ConfigError(
+                f"GOLEM_OPERATOR_POD_IP: expected an IP address, got {pod_ip!r}"
+            ) from None
+        connect_timeout = seconds(
+            "GOLEM_OPERATOR_PROXY_CONNECT_TIMEOUT_SECONDS", cls.proxy_connect_timeout
+        )
+        if connect_timeout <= 0:
+            raise ConfigError("GOLEM_OPERATOR_PROXY_CONNECT_TIMEOUT_SECONDS: expected more than 0")
         max_requests = integer("GOLEM_OPERATOR_DAEMON_MAX_REQUESTS", cls.daemon_max_requests)
         if max_requests < 1:
             raise ConfigError("GOLEM_OPERATOR_DAEMON_MAX_REQUESTS: expected at least 1, got 0")
@@ -134,5 +154,10 @@ class OperatorConfig:
             ),
             run_result_interval=seconds(
                 "GOLEM_OPERATOR_RUN_RESULT_INTERVAL", cls.run_result_interval
+            ),
+            pod_ip=pod_ip,
+            proxy_connect_timeout=connect_timeout,
+            proxy_idle_timeout=seconds(
+                "GOLEM_OPERATOR_PROXY_IDLE_TIMEOUT_SECONDS", cls.proxy_idle_timeout
             ),
         )

@@ -4,7 +4,9 @@ The chart is installed in external mode against the local Golem network on the h
 from the pod through the relay on the cluster's bridge; its activities run in bubblewrap
 sandboxes, which need namespaces a pod would have to be privileged for). The operator in the
 pod takes examples/simple-service.yaml to Running, scales it and deletes it, and every agreement
-ends terminated and paid. The pod's probes, securityContext and RBAC are the real ones.
+ends terminated and paid; a pod reaches examples/http-service.yaml through its Kubernetes
+Service (kube-proxy, the operator's EndpointSlice and listener, the VPN tunnel). The pod's
+probes, securityContext and RBAC are the real ones.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from cluster.clusterkit import (
     CHART,
@@ -31,7 +34,7 @@ from cluster.clusterkit import (
 )
 from golem_operator.devenv.cluster import NODE_NAME, POD_CIDR, Cluster
 from golem_operator.devenv.stack import LocalNetProcess
-from support.operator_harness import Service, simple_manifest
+from support.operator_harness import ROOT, Service, simple_manifest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 
@@ -312,6 +315,98 @@ def test_logs_exec_and_port_forward_reach_the_operator(
     finally:
         forward.terminate()
         forward.wait(timeout=10)
+
+
+# Runs in a client pod: fetches the URL (argument 1) until six pages came, or a minute passed.
+CLIENT_SCRIPT = r"""
+import json, sys, time, urllib.request
+pages, errors = [], []
+deadline = time.time() + 60
+while len(pages) < 6 and time.time() < deadline:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=5) as response:
+            pages.append(response.read().decode().strip())
+    except OSError as error:
+        errors.append(repr(error))
+        time.sleep(1)
+print(json.dumps({"pages": pages, "errors": errors[-3:]}))
+"""
+PAGE = re.compile(r"^hello from (\S+) \((\d+\.\d+\.\d+\.\d+)\) on Golem$")
+
+
+def test_http_service_is_reached_from_a_pod_through_its_kubernetes_service(
+    cluster: Cluster, localnet: tuple[LocalNetProcess, str], release: dict[str, Any]
+) -> None:
+    """kube-proxy sends the Service's ClusterIP to the operator pod's listener (the
+    EndpointSlice the operator wrote), which carries it into a Golem activity."""
+    net, _ = localnet
+    manifest = yaml.safe_load((ROOT / "examples" / "http-service.yaml").read_text())
+    service = Service(cluster, net, WATCHED_NS, manifest["metadata"]["name"])  # type: ignore[arg-type]
+    service.apply(manifest)
+    running = service.wait_running(2, timeout=240)
+    operator_ip = ready_pod(cluster, RELEASE_NS)["status"]["podIP"]
+
+    def endpoint_ready() -> dict[str, Any] | None:
+        found = json.loads(
+            cluster.kubectl_run(
+                "get", "endpointslice", "-n", WATCHED_NS, "http-service-golem-proxy", "-o", "json"
+            ).stdout
+        )
+        endpoints = found.get("endpoints") or []
+        ready = endpoints and endpoints[0]["conditions"]["ready"]
+        return found if ready else None
+
+    endpoint_slice = wait_for("the EndpointSlice ready", endpoint_ready, 60, 1)
+    assert endpoint_slice["endpoints"][0]["addresses"] == [operator_ip]
+    (port,) = service.status["proxy"]["ports"]
+    assert endpoint_slice["ports"] == [
+        {"name": "http", "port": port["listenerPort"], "protocol": "TCP"}
+    ]
+    client = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "http-client", "namespace": WATCHED_NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+            "containers": [
+                {
+                    "name": "client",
+                    "image": cluster.python_image,
+                    "imagePullPolicy": "Never",
+                    "command": [
+                        "python3",
+                        "-c",
+                        CLIENT_SCRIPT,
+                        f"http://http-service.{WATCHED_NS}.svc.cluster.local:8080/",
+                    ],
+                }
+            ],
+        },
+    }
+    cluster.kubectl_run("apply", "-f", "-", input=json.dumps(client))
+
+    def finished() -> str | None:
+        phase = cluster.kubectl_run(
+            "get", "pod", "-n", WATCHED_NS, "http-client", "-o", "jsonpath={.status.phase}"
+        ).stdout
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    assert wait_for("the client pod to finish", finished, 180, 1) == "Succeeded"
+    result = json.loads(
+        cluster.kubectl_run("logs", "-n", WATCHED_NS, "http-client").stdout.strip().splitlines()[-1]
+    )
+    assert len(result["pages"]) == 6, result
+    hosts = {i["hostname"]: i["vpnAddress"] for i in running}
+    for page in result["pages"]:
+        matched = PAGE.match(page)
+        assert matched is not None, page
+        assert hosts[matched.group(1)] == matched.group(2), (page, hosts)
+    cluster.kubectl_run("delete", "pod", "-n", WATCHED_NS, "http-client", "--wait=false")
+    service.delete(timeout=240)
+    service.assert_settled()
+    gone = cluster.kubectl_run("get", "service", "-n", WATCHED_NS, "http-service", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
 
 
 def test_z_helm_uninstall_leaves_no_workload(cluster: Cluster, release: dict[str, Any]) -> None:

@@ -217,6 +217,11 @@ spec:
         - name: GOLEM_OPERATOR_IMAGE_REGISTRY
           value: {{ $values.golem.imageRegistry | quote }}
         {{- end }}
+        # spec.ports: the proxy listens on the pod's IP, and the Services' EndpointSlices name it.
+        - name: GOLEM_OPERATOR_POD_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
         - name: POD_NAME
           valueFrom:
             fieldRef:
@@ -321,6 +326,15 @@ spec:
 - apiGroups: [""]
   resources: [secrets, configmaps]
   verbs: [get]
+# spec.ports: a Service of the GolemService's name and its EndpointSlice, read by name,
+# written by server-side apply (a patch that creates the object the first time needs create),
+# deleted with the ports.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch, delete]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, create, patch, delete]
 {{- end }}
 {{- define "golem-operator.scanRules" -}}
 # kopf scans the CRDs at start and follows them.

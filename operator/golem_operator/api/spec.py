@@ -860,6 +860,37 @@ class ServiceNetwork(_Model):
         return value
 
 
+# --- ports -----------------------------------------------------------------------------------
+
+#: A port name as Services and EndpointSlices take it (a DNS-1123 label).
+PORT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: Ports one service may expose (bounds the CEL rules' cost).
+PORTS_MAX = 32
+
+
+class PortProtocol(StrEnum):
+    TCP = "TCP"
+
+
+class ServicePort(_Model):
+    """A TCP port inside every instance, served through a Kubernetes Service."""
+
+    name: Annotated[str, StringConstraints(pattern=PORT_NAME_PATTERN, max_length=63)] = Field(
+        description="Name of the port (a DNS-1123 label), also the name of the Kubernetes "
+        "Service's port and of its EndpointSlice port."
+    )
+    port: int = Field(
+        ge=1,
+        le=65535,
+        description="The port the process inside each instance listens on (on its VPN "
+        "address or 0.0.0.0); the Kubernetes Service offers the same port number.",
+    )
+    protocol: PortProtocol = Field(
+        PortProtocol.TCP,
+        description="Only TCP: yagna's VPN tunnels carry TCP streams.",
+    )
+
+
 class GolemServiceSpec(_Model):
     """Desired state of a GolemService: what to run on Golem, how, and how many."""
 
@@ -889,6 +920,12 @@ class GolemServiceSpec(_Model):
                 "self.progressDeadlineSeconds > self.minReadySeconds",
                 "progressDeadlineSeconds must be greater than minReadySeconds",
                 ".progressDeadlineSeconds",
+            ),
+            (
+                "!has(self.ports) || size(self.ports) == 0 || has(self.network)",
+                "spec.ports needs spec.network: connections reach the instances through the "
+                "service's Golem VPN (e.g. network: {cidr: 192.168.0.0/24})",
+                ".ports",
             ),
         ),
     )
@@ -976,6 +1013,25 @@ class GolemServiceSpec(_Model):
         "Absent: no VPN. Part of the revision: adding, changing or removing it rolls the "
         "instances.",
     )
+    ports: list[ServicePort] = Field(
+        default_factory=list,
+        max_length=PORTS_MAX,
+        description="TCP ports of the instances to serve inside the cluster: the operator "
+        "manages a Kubernetes Service of the GolemService's name with these ports, whose "
+        "connections it forwards to a Running instance through the Golem VPN's TCP tunnel. "
+        "Names and port numbers are unique. Not part of the revision: changing ports never "
+        "restarts an instance.",
+        json_schema_extra=cel(
+            (
+                "self.all(p, self.exists_one(q, q.name == p.name))",
+                "spec.ports: each port needs a name of its own",
+            ),
+            (
+                "self.all(p, self.exists_one(q, q.port == p.port))",
+                "spec.ports: each port number may appear only once",
+            ),
+        ),
+    )
     revision_history_limit: int = Field(
         10,
         alias="revisionHistoryLimit",
@@ -984,10 +1040,26 @@ class GolemServiceSpec(_Model):
         description="How many old revisions status.revisions remembers.",
     )
 
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[ServicePort]) -> list[ServicePort]:
+        names = [p.name for p in ports]
+        numbers = [p.port for p in ports]
+        if len(set(names)) != len(names):
+            raise ValueError("spec.ports: each port needs a name of its own")
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("spec.ports: each port number may appear only once")
+        return ports
+
     @model_validator(mode="after")
     def _deadline_after_ready(self) -> GolemServiceSpec:
         if self.progress_deadline_seconds <= self.min_ready_seconds:
             raise ValueError("progressDeadlineSeconds must be greater than minReadySeconds")
+        if self.ports and self.network is None:
+            raise ValueError(
+                "spec.ports needs spec.network: connections reach the instances through the "
+                "service's Golem VPN"
+            )
         return self
 
     @property

@@ -299,6 +299,40 @@ class NetworkStatus(_Status):
 RETIRED_NETWORKS_MAX = 16
 
 
+class ProxyPort(_Status):
+    """One of spec.ports as the operator serves it."""
+
+    name: str = Field(description="The port's name (spec.ports[].name).")
+    port: int = Field(description="The port inside the instances (and of the Service).")
+    listener_port: int = Field(
+        alias="listenerPort",
+        description="The operator's TCP port that forwards connections to this port of a "
+        "Running instance (the EndpointSlice names it).",
+    )
+
+
+class ProxyStatus(_Status):
+    """Where spec.ports are served: the Kubernetes Service and the operator's listeners."""
+
+    service_name: str = Field(
+        alias="serviceName", description="The Kubernetes Service (same namespace)."
+    )
+    address: str = Field(
+        description="The address the operator's listeners are bound to (its pod IP; "
+        "127.0.0.1 outside a cluster)."
+    )
+    ports: list[ProxyPort] = Field(
+        default_factory=list,
+        description="Each served port and its listener.",
+        json_schema_extra={"maxItems": 32},
+    )
+    backends: int = Field(
+        0,
+        description="Instances connections go to now: Running, with a VPN address, not "
+        "asked to stop.",
+    )
+
+
 class GolemServiceStatus(_Status):
     """Observed state of a GolemService."""
 
@@ -399,4 +433,9 @@ class GolemServiceStatus(_Status):
         description="VPNs of an earlier spec.network that instances still use: each is "
         "deleted once no live instance is in it.",
         json_schema_extra={"maxItems": RETIRED_NETWORKS_MAX},
+    )
+    proxy: ProxyStatus | None = Field(
+        None,
+        description="How spec.ports are served: the Kubernetes Service and the operator's "
+        "listener per port (absent without spec.ports).",
     )

@@ -1,14 +1,17 @@
-"""Kubernetes I/O outside kopf's handlers: status patches, instance objects, Events, Secrets.
+"""Kubernetes I/O outside kopf's handlers: status patches, instance objects, Events, Secrets,
+and the Service and EndpointSlice of a GolemService's spec.ports.
 
 Used by the service workers. One shared kubernetes_asyncio ApiClient. Status is written with a
 JSON merge patch on the status subresource only; the operator never writes a GolemService's
-spec. GolemServiceInstances are created, status-patched and removed here.
+spec. GolemServiceInstances are created, status-patched and removed here. Services and
+EndpointSlices are written by server-side apply (field manager golem-operator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +29,7 @@ class Kube:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.discovery = client.DiscoveryV1Api(api)
         self.writes = 0  # API writes, for the benchmarks' cost-per-instance figures
         self._background: set[asyncio.Task[None]] = set()
 
@@ -265,3 +269,77 @@ class Kube:
         if cm.binary_data and key in cm.binary_data:
             return base64.b64decode(cm.binary_data[key])
         raise KeyError(f"ConfigMap {namespace}/{name} has no key {key!r}")
+
+    # --- the Service and EndpointSlice of spec.ports ---------------------------------------
+
+    async def get_kube_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A core/v1 Service as a plain dict, or None."""
+        return await _read_raw(self.core.read_namespaced_service(name, namespace, **_RAW))
+
+    async def get_endpoint_slice(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await _read_raw(
+            self.discovery.read_namespaced_endpoint_slice(name, namespace, **_RAW)
+        )
+
+    async def apply_kube_service(self, body: dict[str, Any]) -> None:
+        """Create or update a Service to `body` (server-side apply)."""
+        meta = body["metadata"]
+        self.writes += 1
+        await _read_raw(
+            self.core.patch_namespaced_service(meta["name"], meta["namespace"], body, **_APPLY)
+        )
+
+    async def apply_endpoint_slice(self, body: dict[str, Any]) -> None:
+        """Create or update an EndpointSlice to `body` (server-side apply)."""
+        meta = body["metadata"]
+        self.writes += 1
+        await _read_raw(
+            self.discovery.patch_namespaced_endpoint_slice(
+                meta["name"], meta["namespace"], body, **_APPLY
+            )
+        )
+
+    async def delete_kube_service(self, namespace: str, name: str) -> None:
+        """Delete a Service; done when it is gone."""
+        self.writes += 1
+        try:
+            await self.core.delete_namespaced_service(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def delete_endpoint_slice(self, namespace: str, name: str) -> None:
+        self.writes += 1
+        try:
+            await self.discovery.delete_namespaced_endpoint_slice(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+#: Keyword arguments of a call whose answer is read raw (a plain dict, not a model).
+_RAW: dict[str, Any] = {"_preload_content": False}
+_APPLY: dict[str, Any] = {
+    "field_manager": constants.FIELD_MANAGER,
+    "force": True,
+    "_content_type": "application/apply-patch+yaml",
+    "_preload_content": False,
+}
+
+
+async def _read_raw(call: Any) -> dict[str, Any] | None:
+    """The JSON body of a call made with _preload_content=False; None for 404."""
+    try:
+        response = await call
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    async with response:
+        text = await response.read()
+        if response.status == 404:
+            return None
+        if not 200 <= response.status <= 299:
+            raise ApiException(status=response.status, reason=response.reason)
+    found: dict[str, Any] = json.loads(text)
+    return found

@@ -23,9 +23,9 @@ from pydantic import SecretStr, ValidationError
 from golem_operator.api.spec import GolemServiceSpec, parse_duration
 from golem_operator.api.status import GolemServiceStatus, Instance, NetworkStatus
 from golem_operator.api.status import InstanceState as S
+from golem_operator.core import balancing, rollout
 from golem_operator.core import network as vpn_rules
 from golem_operator.core import plan as planning
-from golem_operator.core import rollout
 from golem_operator.core import transactions as tx
 from golem_operator.core.images import (
     ImageQuery,
@@ -63,10 +63,13 @@ from golem_operator.golem import (
     GolemUnauthorized,
     GolemUnavailable,
 )
+from golem_operator.golem.net import NetApi
 from golem_operator.handlers import manifests, networking, running, starting, stopping, uploads
 from golem_operator.handlers.daemons import Daemon
+from golem_operator.handlers.exposure import Exposure
 from golem_operator.handlers.instances import InstanceObjects
 from golem_operator.handlers.kube import Kube
+from golem_operator.handlers.proxy import ProxySettings
 from golem_operator.handlers.status import StatusWriter
 from golem_operator.observability import logs, metrics
 from golem_operator.requestor.market import ServiceMarket
@@ -165,6 +168,15 @@ class ServiceWorker:
         #: Instances whose provider node is leaving the VPN.
         self.vpn_leaving: set[str] = set()
         self._vpn_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        config = engine.config
+        #: spec.ports: the proxy's listeners, the Kubernetes Service and its EndpointSlice.
+        self.exposure = Exposure(
+            self,
+            engine.kube,
+            ProxySettings(config.pod_ip, config.proxy_connect_timeout, config.proxy_idle_timeout),
+            self.log,
+            exposed=self.status.proxy is not None,
+        )
         self.update(body)
 
     # --- lifecycle of the worker itself ---------------------------------------------------
@@ -211,6 +223,7 @@ class ServiceWorker:
         if self.market is not None:
             await self.market.close(unsubscribe=False)
             self.market = None
+        await self.exposure.close()
         await self.objects.close()
         await self.writer.close()
 
@@ -342,6 +355,7 @@ class ServiceWorker:
                     # Nothing was ever rented or reserved (e.g. its daemon was never
                     # reachable): nothing to settle, so the deletion must not wait for a
                     # connection.
+                    await self.exposure.sync([], self.uid, withdraw=True, write=not self.orphaned)
                     await self.objects.remove_all()
                     self.deleted.set()
                     return
@@ -872,6 +886,17 @@ class ServiceWorker:
                 self.log.warning("%s: %s", *too_small)
                 self.engine.kube.event_soon(self.ref, *too_small, warning=True)
             self.problem = too_small
+        proxy, ports_problem = await self.exposure.sync(
+            spec.ports, self.uid, withdraw=self.deleting, write=not self.orphaned
+        )
+        if self.status.proxy != proxy:
+            self.status.proxy = proxy
+            self.writer.changed()
+        if ports_problem is not None and self.problem is None:
+            if previous != ports_problem:
+                self.log.warning("%s: %s", *ports_problem)
+                self.engine.kube.event_soon(self.ref, *ports_problem, warning=True)
+            self.problem = ports_problem
         write_problem = self._write_problem()
         if write_problem is not None:
             if previous != write_problem:
@@ -966,6 +991,15 @@ class ServiceWorker:
             committed=committed,
             next_instance=next_instance_cost(self.spec, cheapest),
         )
+
+    # --- spec.ports (ProxyHost) -----------------------------------------------------------
+
+    def backends(self) -> list[balancing.Backend]:
+        """The instances that take new connections to spec.ports."""
+        return balancing.backends(self.status.instances)
+
+    def net_api(self) -> NetApi | None:
+        return self.daemon.client.net if self.daemon is not None else None
 
     # --- instances ------------------------------------------------------------------------
 

@@ -77,6 +77,45 @@ TASK_RESTARTS = Counter(
     registry=REGISTRY,
 )
 
+PROXY_CONNECTIONS = Counter(
+    "golem_operator_proxy_connections",
+    "Connections accepted on a spec.ports listener",
+    ["namespace", "service", "port"],
+    registry=REGISTRY,
+)
+PROXY_ACTIVE = Gauge(
+    "golem_operator_proxy_active_connections",
+    "Connections open on a spec.ports listener",
+    ["namespace", "service", "port"],
+    registry=REGISTRY,
+)
+PROXY_BYTES = Counter(
+    "golem_operator_proxy_bytes",
+    "Bytes forwarded by the proxy: in (client to instance) and out (instance to client)",
+    ["namespace", "service", "port", "direction"],
+    registry=REGISTRY,
+)
+PROXY_ERRORS = Counter(
+    "golem_operator_proxy_errors",
+    "Proxy failures by reason: a tunnel that could not be opened (tunnel-refused: nothing "
+    "answered at the instance, network-unknown, daemon-unreachable, connect-timeout, "
+    "golem-error), a connection closed with no instance to take it (no-backend), or one "
+    "ended by idle-timeout, connection-reset or stream-error",
+    ["namespace", "service", "port", "reason"],
+    registry=REGISTRY,
+)
+PROXY_REASONS = (
+    "tunnel-refused",
+    "network-unknown",
+    "daemon-unreachable",
+    "connect-timeout",
+    "golem-error",
+    "no-backend",
+    "idle-timeout",
+    "connection-reset",
+    "stream-error",
+)
+
 
 class _Queue(Protocol):
     @property
@@ -120,6 +159,19 @@ def forget_service(namespace: str, service: str) -> None:
             INSTANCES.remove(namespace, service, state)
     with contextlib.suppress(KeyError):
         GLM_SPENT.remove(namespace, service)
+
+
+def forget_proxy_port(namespace: str, service: str, port: str) -> None:
+    """Drop the series of a port no longer served."""
+    for metric in (PROXY_CONNECTIONS, PROXY_ACTIVE):
+        with contextlib.suppress(KeyError):
+            metric.remove(namespace, service, port)
+    for direction in ("in", "out"):
+        with contextlib.suppress(KeyError):
+            PROXY_BYTES.remove(namespace, service, port, direction)
+    for reason in PROXY_REASONS:
+        with contextlib.suppress(KeyError):
+            PROXY_ERRORS.remove(namespace, service, port, reason)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:

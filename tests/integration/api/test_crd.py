@@ -43,6 +43,13 @@ def with_change(path: str, value: Any) -> dict[str, Any]:
     return doc
 
 
+def with_network(**spec: Any) -> dict[str, Any]:
+    """VALID with a VPN (spec.network) and the given top-level spec fields."""
+    doc = with_change("network", {"cidr": "192.168.0.0/24"})
+    doc["spec"].update(spec)
+    return doc
+
+
 def apply_dry_run(cp: ControlPlane, namespace: str, doc: dict[str, Any]) -> Any:
     return cp.kubectl_run(
         "apply",
@@ -114,6 +121,28 @@ def test_a_service_network_is_accepted(control_plane: ControlPlane, namespace: s
     for cidr in ("192.168.0.0/24", "10.0.0.0/8", "10.1.2.4/30"):
         result = apply_dry_run(control_plane, namespace, with_change("network", {"cidr": cidr}))
         assert result.returncode == 0, (cidr, result.stderr)
+
+
+def test_ports_with_a_network_are_accepted_and_default_to_tcp(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    doc = with_network(ports=[{"name": "http", "port": 80}, {"name": "ssh", "port": 22}])
+    result = control_plane.kubectl_run(
+        "create",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input=json.dumps(doc),
+    )
+    ports = json.loads(result.stdout)["spec"]["ports"]
+    assert ports == [
+        {"name": "http", "port": 80, "protocol": "TCP"},
+        {"name": "ssh", "port": 22, "protocol": "TCP"},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -384,6 +413,30 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.network.cidr: Invalid value: network.cidr prefix must be /8 to /30",
     ),
     ("network without cidr", with_change("network", {}), "spec.network.cidr"),
+    (
+        "ports without a network",
+        with_change("ports", [{"name": "http", "port": 80}]),
+        "spec.ports: Invalid value: spec.ports needs spec.network",
+    ),
+    (
+        "two ports of one name",
+        with_network(ports=[{"name": "http", "port": 80}, {"name": "http", "port": 81}]),
+        "spec.ports: each port needs a name of its own",
+    ),
+    (
+        "one port number twice",
+        with_network(ports=[{"name": "a", "port": 80}, {"name": "b", "port": 80}]),
+        "spec.ports: each port number may appear only once",
+    ),
+    ("port 0", with_network(ports=[{"name": "http", "port": 0}]), "spec.ports[0].port"),
+    ("port 65536", with_network(ports=[{"name": "http", "port": 65536}]), "spec.ports[0].port"),
+    (
+        "a UDP port",
+        with_network(ports=[{"name": "dns", "port": 53, "protocol": "UDP"}]),
+        'spec.ports[0].protocol: Unsupported value: "UDP"',
+    ),
+    ("a port without name", with_network(ports=[{"port": 80}]), "spec.ports[0].name"),
+    ("a bad port name", with_network(ports=[{"name": "HTTP", "port": 80}]), "spec.ports[0].name"),
 ]
 
 

@@ -71,11 +71,33 @@ def test_operator_with_chart_rbac_runs_and_deletes_a_service(
     restricted_operator: OperatorProcess,
 ) -> None:
     service = Service(control_plane, localnet, team, f"svc-{uuid.uuid4().hex[:6]}")
-    service.apply(simple_manifest(replicas=1))
+    # With a VPN and a port: the network, the Service and its EndpointSlice are allowed too.
+    service.apply(
+        simple_manifest(
+            replicas=1,
+            network={"cidr": "192.168.90.0/24"},
+            ports=[{"name": "http", "port": 8080}],
+        )
+    )
     service.wait_running(1, 90)
     assert "Started" in service.events_by_reason()  # Events are allowed too
+    exposed = [
+        ("service", service.name),
+        ("endpointslice", f"{service.name}-golem-proxy"),
+    ]
+    service.wait(
+        "the Service and EndpointSlice",
+        lambda: all(
+            control_plane.kubectl_run("get", kind, name, "-n", team, check=False).returncode == 0
+            for kind, name in exposed
+        ),
+        30,
+    )
     service.delete(wait=True, timeout=120)
     service.assert_settled()
+    for kind, name in exposed:
+        gone = control_plane.kubectl_run("get", kind, name, "-n", team, check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr
     log = restricted_operator.log.read_text()
     assert "403" not in log and "Forbidden" not in log, log[-3000:]
 

@@ -185,3 +185,42 @@ def test_rollout_fields_default_as_a_deployment_does() -> None:
     assert (spec.paused, spec.revision_history_limit) == (False, 10)
     with pytest.raises(ValidationError, match="progressDeadlineSeconds"):
         GolemServiceSpec.model_validate({**MINIMAL, "minReadySeconds": 600})
+
+
+NETWORK = {"network": {"cidr": "192.168.0.0/24"}}
+
+
+def test_ports_default_to_tcp_and_are_not_part_of_the_revision() -> None:
+    from golem_operator.core.revision import revision
+
+    spec = GolemServiceSpec.model_validate(
+        {**MINIMAL, **NETWORK, "ports": [{"name": "http", "port": 8080}]}
+    )
+    assert [(p.name, p.port, p.protocol.value) for p in spec.ports] == [("http", 8080, "TCP")]
+    without = GolemServiceSpec.model_validate({**MINIMAL, **NETWORK})
+    assert without.ports == [] and revision(without) == revision(spec)
+
+
+@pytest.mark.parametrize(
+    ("ports", "names"),
+    [
+        ([{"name": "http", "port": 80}, {"name": "http", "port": 81}], "name of its own"),
+        ([{"name": "a", "port": 80}, {"name": "b", "port": 80}], "port number may appear"),
+        ([{"name": "http", "port": 0}], "ports"),
+        ([{"name": "http", "port": 65536}], "ports"),
+        ([{"name": "http", "port": 80, "protocol": "UDP"}], "protocol"),
+        ([{"name": "Http", "port": 80}], "name"),
+        ([{"port": 80}], "name"),
+    ],
+)
+def test_bad_ports_are_refused_naming_the_field(ports: list[Any], names: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        GolemServiceSpec.model_validate({**MINIMAL, **NETWORK, "ports": ports})
+    error = caught.value.errors()[0]
+    assert error["loc"][0] == "ports"
+    assert names in f"{error['loc']} {error['msg']}"
+
+
+def test_ports_need_a_network() -> None:
+    with pytest.raises(ValidationError, match=r"spec\.ports needs spec\.network"):
+        GolemServiceSpec.model_validate({**MINIMAL, "ports": [{"name": "http", "port": 80}]})

@@ -54,6 +54,14 @@ NAMESPACED_GRANTS = {
     ("events.k8s.io", "events", "create"),
     ("", "secrets", "get"),
     ("", "configmaps", "get"),
+    ("", "services", "get"),
+    ("", "services", "create"),
+    ("", "services", "patch"),
+    ("", "services", "delete"),
+    ("discovery.k8s.io", "endpointslices", "get"),
+    ("discovery.k8s.io", "endpointslices", "create"),
+    ("discovery.k8s.io", "endpointslices", "patch"),
+    ("discovery.k8s.io", "endpointslices", "delete"),
 }
 CRD_SCAN_GRANTS = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
@@ -160,6 +168,10 @@ def test_default_deployment_is_one_recreated_replica_with_a_yagna_sidecar(
     assert ports == {"metrics": 9090, "health": 8080}
     assert op_env["GOLEM_OPERATOR_METRICS_PORT"]["value"] == "9090"
     assert op_env["GOLEM_OPERATOR_HEALTH_PORT"]["value"] == "8080"
+    # spec.ports listeners bind to the pod's IP, which the EndpointSlices name.
+    assert op_env["GOLEM_OPERATOR_POD_IP"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "status.podIP"}
+    }
 
 
 @pytest.mark.parametrize("scenario", SCENARIO_IDS)
@@ -295,8 +307,14 @@ def test_no_wildcards_and_no_writes_but_events_and_instances(
         for group, resource, verb in rules_as_set(role):
             assert "*" not in (group, resource, verb)
             if verb in writes:
-                # The operator creates and removes only Events and its instance objects.
-                assert resource in ("events", "golemserviceinstances"), (group, resource, verb)
+                # The operator creates and removes only Events, its instance objects, and the
+                # Service and EndpointSlice of a GolemService's spec.ports.
+                assert resource in (
+                    "events",
+                    "golemserviceinstances",
+                    "services",
+                    "endpointslices",
+                ), (group, resource, verb)
                 assert verb in ("create", "delete"), (group, resource, verb)
 
 

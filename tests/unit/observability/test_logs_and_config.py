@@ -70,6 +70,15 @@ def test_json_lines_are_json_with_the_resource(captured: io.StringIO) -> None:
         ({"GOLEM_OPERATOR_IMAGE_REGISTRY": "registry.golem.network"}, "IMAGE_REGISTRY"),
         ({"GOLEM_OPERATOR_DAEMON_MAX_REQUESTS": "0"}, "GOLEM_OPERATOR_DAEMON_MAX_REQUESTS"),
         ({"GOLEM_OPERATOR_DAEMON_MAX_LONG_POLLS": "-1"}, "GOLEM_OPERATOR_DAEMON_MAX_LONG_POLLS"),
+        ({"GOLEM_OPERATOR_POD_IP": "my-pod"}, "GOLEM_OPERATOR_POD_IP"),
+        (
+            {"GOLEM_OPERATOR_PROXY_CONNECT_TIMEOUT_SECONDS": "0"},
+            "GOLEM_OPERATOR_PROXY_CONNECT_TIMEOUT_SECONDS",
+        ),
+        (
+            {"GOLEM_OPERATOR_PROXY_IDLE_TIMEOUT_SECONDS": "never"},
+            "GOLEM_OPERATOR_PROXY_IDLE_TIMEOUT_SECONDS",
+        ),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], names: str) -> None:
@@ -100,3 +109,21 @@ def test_the_daemon_request_bounds() -> None:
         {"GOLEM_OPERATOR_DAEMON_MAX_REQUESTS": "8", "GOLEM_OPERATOR_DAEMON_MAX_LONG_POLLS": "100"}
     )
     assert (tuned.daemon_max_requests, tuned.daemon_max_long_polls) == (8, 100)
+
+
+def test_the_proxy_settings() -> None:
+    default = OperatorConfig.from_env({})
+    assert (default.pod_ip, default.proxy_connect_timeout, default.proxy_idle_timeout) == (
+        "127.0.0.1",
+        10.0,
+        3600.0,
+    )
+    in_a_pod = OperatorConfig.from_env(
+        {
+            "GOLEM_OPERATOR_POD_IP": "fd00::17",
+            "GOLEM_OPERATOR_PROXY_CONNECT_TIMEOUT_SECONDS": "2.5",
+            "GOLEM_OPERATOR_PROXY_IDLE_TIMEOUT_SECONDS": "0",
+        }
+    )
+    assert (in_a_pod.pod_ip, in_a_pod.proxy_connect_timeout) == ("fd00::17", 2.5)
+    assert in_a_pod.proxy_idle_timeout == 0  # no idle timeout
