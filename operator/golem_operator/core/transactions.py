@@ -483,3 +483,11 @@ def forget_network(status: GolemServiceStatus, network_id: str) -> None:
     if status.network is not None and status.network.id == network_id:
         status.network = None
     status.retired_networks = [n for n in status.retired_networks if n.id != network_id]
+
+
+def created_message(names: list[str], shown: int = 10) -> str:
+    """The message of the Event that reports the instances created in one pass."""
+    listed = ", ".join(names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    noun = "instance" if len(names) == 1 else "instances"
+    return f"created {len(names)} {noun}: {listed}{more}"

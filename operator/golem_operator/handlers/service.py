@@ -819,21 +819,26 @@ class ServiceWorker:
             # them too). Bounded: failing writes must not hold up the service.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.objects.flush_all(urgent_only=True), PLAN_FLUSH_WAIT)
+        created: list[str] = []
         for action in actions:
             if isinstance(action, planning.AddInstance):
                 instance = tx.add_instance(
                     self.status, self.name, now, action.replaces, revision=current
                 )
                 self._add(instance)
-                self.event(
-                    instance,
-                    "Created" if not action.replaces else "Renewing",
-                    "new instance" if not action.replaces else f"renewing {action.replaces}",
-                )
+                if action.replaces:
+                    self.event(instance, "Renewing", f"renewing {action.replaces}")
+                else:
+                    created.append(instance.name)
             elif isinstance(action, planning.StopInstance):
                 self.request_stop(action.name, action.reason)
             elif isinstance(action, planning.PruneInstance):
                 self._prune(action)
+        if created:
+            # On the service, one per pass, as a ReplicaSet reports the Pods it creates (the
+            # instance object's creation is its own record): a burst of a thousand instances
+            # is one Event, not a thousand writes.
+            self.post_event("Created", tx.created_message(created))
         pending = {i.name for i in self.status.instances if i.state is S.PENDING}
         self.budget_blocked &= pending
         blocked = not self.deleting and (
@@ -1093,7 +1098,9 @@ class ServiceWorker:
         self.log.info(text)
         warning = event in (Event.START_FAILED, Event.RUN_FAILED, Event.ACTIVITY_LOST)
         self.objects.event_soon(instance.name, event.value, text, warning)
-        self.objects.changed(instance.name)
+        # Starting goes with the activity's id, which start() records at once (before it runs
+        # anything): one write for both rather than two in a row.
+        self.objects.changed(instance.name, routine=event is Event.AGREEMENT_SIGNED)
         self._summarize()
         self.wake.set()
 

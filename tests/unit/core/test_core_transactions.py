@@ -25,6 +25,7 @@ from golem_operator.core.states import InvalidTransition
 from golem_operator.core.transactions import (
     MESSAGE_CAP,
     add_instance,
+    created_message,
     find,
     iso,
     release_golem_objects,
@@ -435,3 +436,12 @@ def test_a_paused_rollout_says_so() -> None:
     instances = [running("a1", revision="a")]
     status = rollout_summary(instances, 1, rollout.Target(revision="b", paused=True))
     assert conditions(status)["Progressing"] == ("False", "RolloutPaused")
+
+
+def test_the_created_event_names_the_first_instances_and_counts_the_rest() -> None:
+    assert created_message(["svc-1"]) == "created 1 instance: svc-1"
+    names = [f"svc-{n}" for n in range(1, 13)]
+    message = created_message(names)
+    assert message.startswith("created 12 instances: svc-1, svc-2")
+    assert "svc-10" in message and "svc-11" not in message
+    assert message.endswith(" and 2 more")
