@@ -76,6 +76,9 @@ class StatusWriter:
         self._written_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_patch = 0.0
+        #: When the writer started: a first routine change waits relaxed_interval from here
+        #: (a new object's first status usually goes with the next prompt write).
+        self._started = 0.0
         #: What the object's status holds now, as far as this writer knows.
         self._last_body: dict[str, Any] | None = written
         self.gone = False  # the object was deleted: nothing more to write
@@ -85,6 +88,7 @@ class StatusWriter:
         self.last_error = ""
 
     def start(self) -> None:
+        self._started = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="status-writer")
 
     async def close(self) -> None:
@@ -134,7 +138,8 @@ class StatusWriter:
             # Only routine changes pending: they wait for the relaxed interval, unless
             # something to write promptly comes meanwhile.
             while self._urgent <= self._written and self._relaxed_interval > 0:
-                due = self._last_patch + self._relaxed_interval - time.monotonic()
+                since = self._last_patch or self._started
+                due = since + self._relaxed_interval - time.monotonic()
                 if due <= 0:
                     break
                 self._wake.clear()

@@ -56,6 +56,26 @@ async def test_routine_changes_wait_for_the_relaxed_interval_and_urgent_ones_do_
         await writer.close()
 
 
+async def test_a_first_routine_change_waits_too_and_goes_with_the_next_prompt_one() -> None:
+    # A new instance object's first status (Pending, waiting for offers) is routine: it waits
+    # for the relaxed interval from the writer's start, so the agreement's prompt record,
+    # which usually follows within it, carries both in one write.
+    rec = Recorder()
+    writer = StatusWriter(rec.snapshot, rec.patch, 0.01, {"n": 0}, relaxed_interval=0.6)
+    writer.start()
+    try:
+        rec.state["n"] = 1
+        writer.changed(routine=True)
+        await asyncio.sleep(0.3)
+        assert rec.writes == []
+        rec.state["n"] = 2
+        writer.changed()
+        await asyncio.sleep(0.1)
+        assert [w[1] for w in rec.writes] == [{"n": 2}]
+    finally:
+        await writer.close()
+
+
 async def test_flush_writes_routine_changes_at_once() -> None:
     rec = Recorder()
     writer = StatusWriter(rec.snapshot, rec.patch, 0.01, {"n": 0}, relaxed_interval=30)
