@@ -307,9 +307,6 @@ async def start(worker: InstanceHost, instance: Instance) -> None:
     tx.record_run(instance, result, downloads)
     if result.success:
         worker.transition(instance, Event.START_SUCCEEDED, "start script succeeded")
-        # Running goes out with this successful result: a first run result like it is
-        # routine (written within the run result interval, not as a write of its own).
-        worker.reported_runs.add(instance.name)
     else:
         await fail_start(worker, instance, f"start script failed: {result.message}")
 

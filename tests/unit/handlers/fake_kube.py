@@ -37,8 +37,6 @@ class FakeKube:
         self.instances: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.writes = 0
-        #: Every instance status patch: (name, the patch), in order.
-        self.instance_patches: list[tuple[str, dict[str, Any]]] = []
         #: While set, instance status writes fail with this HTTP status.
         self.fail_instance_writes: int | None = None
         self.changed = asyncio.Event()
@@ -125,7 +123,6 @@ class FakeKube:
         if body is None or body["metadata"]["uid"] != uid:
             return False
         body["status"] = merge(body.get("status") or {}, status)
-        self.instance_patches.append((name, copy.deepcopy(status)))
         self._bump()
         return True
 

@@ -45,7 +45,7 @@ async def localnet() -> AsyncIterator[LocalNetwork]:
         await network.stop()
 
 
-def make_engine(net: LocalNetwork, kube: FakeKube, run_result_interval: float = 15.0) -> Engine:
+def make_engine(net: LocalNetwork, kube: FakeKube) -> Engine:
     assert net.url is not None
     config = OperatorConfig(
         golem_url=net.url,
@@ -53,7 +53,6 @@ def make_engine(net: LocalNetwork, kube: FakeKube, run_result_interval: float = 
         status_interval=0.1,
         invoice_wait=10.0,
         image_registry=net.url,
-        run_result_interval=run_result_interval,
     )
     engine = Engine(config, kube)  # type: ignore[arg-type]
     engine.start()
@@ -128,51 +127,6 @@ async def test_instances_are_objects_and_the_service_status_a_summary(
         # Instance Events are about the instance objects.
         kinds = {e.get("kind") for e in kube.events if e["reason"] == "Started"}
         assert kinds == {"GolemServiceInstance"}
-    finally:
-        await engine.close()
-
-
-async def test_an_instance_reaches_running_in_three_status_writes(localnet: LocalNetwork) -> None:
-    # Per instance: the agreement's write-ahead record (with the Pending status it replaces),
-    # Starting with the activity's write-ahead id, and Running with the start script's result.
-    # The first run results, successful like the start script, are routine: they wait for the
-    # run result interval rather than each being a write.
-    kube = FakeKube()
-    engine = make_engine(localnet, kube, run_result_interval=8.0)
-    service = spec(1)
-    # The first run's result comes after Running is written, and differs from the start's.
-    service["lifecycle"]["run"]["commands"] = [
-        {"run": {"entrypoint": "/bin/sh", "args": ["-c", "sleep 1; echo ran"]}}
-    ]
-    try:
-        engine.sync(kube.add_service(NS, "web", service))
-        [body] = await until("Running", lambda: running(kube, "web"))
-        name = body["metadata"]["name"]
-        # A run script's result that differs from the start script's (a later time) is in
-        # memory, and there was time for a prompt write.
-        worker = engine.workers[(NS, "web")]
-        started = body["status"]["lastRun"]["time"]
-
-        def new_result() -> bool:
-            instance = worker.instance(name)
-            return (
-                instance is not None
-                and instance.last_run is not None
-                and (instance.last_run.time != started)
-            )
-
-        await until("a later run result", new_result)
-        await asyncio.sleep(0.5)
-        patches = [p for n, p in kube.instance_patches if n == name]
-        states = [p.get("state") for p in patches]
-        assert states == ["Pending", "Starting", "Running"], patches
-        assert patches[0]["agreementId"] and patches[1]["activityId"]
-        # Later, within the interval, the latest run result is written once.
-        await until(
-            "a run result written",
-            lambda: len([n for n, _ in kube.instance_patches if n == name]) > 3,
-            15,
-        )
     finally:
         await engine.close()
 
